@@ -1,0 +1,44 @@
+# Set-up and everyday commands. `make demo` and `make test` create .venv when it is missing.
+# GPU users: make TORCH="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu126" ...
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.fral-installed
+
+.PHONY: install demo test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-nodeps.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# Install torch first and pin it, so that no later requirement swaps it for a CUDA build.
+	$(PIP) install --disable-pip-version-check -q $(TORCH_INDEX) "$(TORCH)"
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(PIP) install --disable-pip-version-check -q -c $(VENV)/constraints.txt -e ".[dev,plot]"
+	$(PIP) install --disable-pip-version-check -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fral demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_pgd.py
+	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_selection.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

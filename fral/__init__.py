@@ -1,0 +1,68 @@
+"""fral: Fair Robust Active Learning for PyTorch.
+
+>>> from fral import JIN, Pool
+>>> picks = JIN(budget=100).select(model_r, model_s, Pool(x, groups))  # doctest: +SKIP
+"""
+
+from fral.attacks import PGD, TorchattacksAttack, as_attack, pgd
+from fral.metrics import (
+    Evaluation,
+    GroupMetric,
+    evaluate,
+    group_accuracy,
+    group_f1,
+    group_ranking,
+    worst_group,
+)
+from fral.pool import Pool
+from fral.predict import embeddings, logits, probabilities
+from fral.protocol import QueryStrategy, Strategy
+from fral.scores import (
+    entropy,
+    fuse,
+    kl_from_logits,
+    robust_inconsistency,
+    standard_inconsistency,
+    zscore,
+)
+from fral.scoring import (
+    entropy_scores,
+    inconsistency_scores,
+    robust_inconsistency_scores,
+    standard_inconsistency_scores,
+)
+from fral.strategies import JIN
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JIN",
+    "PGD",
+    "Evaluation",
+    "GroupMetric",
+    "Pool",
+    "QueryStrategy",
+    "Strategy",
+    "TorchattacksAttack",
+    "__version__",
+    "as_attack",
+    "embeddings",
+    "entropy",
+    "entropy_scores",
+    "evaluate",
+    "fuse",
+    "group_accuracy",
+    "group_f1",
+    "group_ranking",
+    "inconsistency_scores",
+    "kl_from_logits",
+    "logits",
+    "pgd",
+    "probabilities",
+    "robust_inconsistency",
+    "robust_inconsistency_scores",
+    "standard_inconsistency",
+    "standard_inconsistency_scores",
+    "worst_group",
+    "zscore",
+]

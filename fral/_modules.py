@@ -1,0 +1,159 @@
+"""Use a user's model without changing it.
+
+Everything in fral that runs a model goes through :func:`evaluation_view`: it yields an
+eval-mode callable whose use cannot touch the user's module (its mode, BatchNorm buffers,
+``requires_grad`` flags and ``.grad``). By default the view is an optimised *copy*: BatchNorm
+folded into the preceding convolution, parameters frozen, convolutions in ``channels_last``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+__all__ = [
+    "EvalView",
+    "autocast",
+    "evaluation_view",
+    "model_device",
+    "preserved_mode",
+]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (or buffer); CPU for a stateless model."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_module(model: object, name: str) -> nn.Module:
+    """Raise a ``TypeError`` naming ``name`` unless ``model`` is an ``nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+@contextlib.contextmanager
+def preserved_mode(model: nn.Module, training: bool | None = False) -> Iterator[nn.Module]:
+    """Put ``model`` in train/eval mode for the block, then restore every submodule's flag.
+
+    Submodules may hold different flags (e.g. a frozen BatchNorm in eval mode inside a model in
+    train mode); each one is restored as it was, not by a blanket ``model.train()``. With
+    ``training=None`` the flags are left alone on entry and only restored on exit.
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    if training is not None:
+        model.train(training)
+    try:
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def autocast(device: torch.device, amp: bool | torch.dtype) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``amp`` (``True`` means bfloat16, which needs no loss scaling)."""
+    if amp is False or amp is None:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp is True else amp
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"amp must be a bool or a torch.dtype, got {amp!r}")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class EvalView:
+    """An eval-mode callable standing for a user's model.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The module to call: an optimised copy, or the user's model itself while it is held in
+        eval mode by :func:`preserved_mode`.
+    channels_last : bool
+        Convert 4-D inputs to ``channels_last`` before the call.
+    device : torch.device
+        Where the module's parameters are.
+    """
+
+    def __init__(self, module: nn.Module, channels_last: bool, device: torch.device) -> None:
+        self.module = module
+        self.channels_last = channels_last
+        self.device = device
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.module(x)
+
+
+def _fold_batchnorm(module: nn.Module) -> nn.Module:
+    """BatchNorm folded into the convolution before it, when the module can be traced."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(module, inplace=True)
+    except Exception:  # any model torch.fx cannot trace keeps its BatchNorm layers
+        return module
+
+
+def _frozen_copy(model: nn.Module) -> nn.Module | None:
+    try:
+        clone = copy.deepcopy(model)
+    except Exception:  # some modules cannot be copied; the caller falls back
+        return None
+    clone.eval()
+    for parameter in clone.parameters():
+        parameter.grad = None
+        parameter.requires_grad_(False)
+    return clone
+
+
+@contextlib.contextmanager
+def evaluation_view(
+    model: nn.Module, *, optimize: bool = True, device: torch.device | str | None = None
+) -> Iterator[EvalView]:
+    """Yield an eval-mode view of ``model`` that leaves the model exactly as it was.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The user's model. It is never modified.
+    optimize : bool, default True
+        Evaluate an optimised copy (BatchNorm folded, parameters frozen, ``channels_last`` for
+        convolutional models). Outputs equal the model's up to float rounding. With ``False``,
+        or when the model cannot be copied, the model itself is held in eval mode for the block
+        and its train/eval flags restored afterwards.
+    device : torch.device or str, optional
+        Run on this device (the copy is moved there; the model stays where it is). Defaults to
+        the model's device.
+
+    Yields
+    ------
+    EvalView
+        Callable ``view(x) -> logits``; gradients flow to the input only.
+    """
+    home = model_device(model)
+    device = home if device is None else torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    clone = _frozen_copy(model) if optimize or device != home else None
+    if clone is None and device != home:
+        raise ValueError(f"the model is on {home} and cannot be copied to run on {device}")
+    if clone is None:
+        with preserved_mode(model, training=False):
+            yield EvalView(model, channels_last=False, device=device)
+        return
+    channels_last = False
+    if optimize:
+        clone = _fold_batchnorm(clone)
+        channels_last = any(isinstance(m, nn.Conv2d) for m in clone.modules())
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
+    clone = clone.to(device, memory_format=memory_format)
+    yield EvalView(clone, channels_last=channels_last, device=device)

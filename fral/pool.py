@@ -1,0 +1,249 @@
+"""Pools of samples with sensitive groups, and the labelled/unlabelled split.
+
+A :class:`Pool` holds inputs (a tensor or a ``torch.utils.data.Dataset``), one int64 group id
+per sample and, optionally, labels. The unlabelled candidates of an active-learning round, a
+labelled set and a validation set are all pools; strategies take them as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["Pool", "as_index_tensor", "initial_split"]
+
+ArrayLike = torch.Tensor | np.ndarray | Sequence[int]
+
+
+def _as_int64(values: ArrayLike, name: str, length: int | None = None) -> torch.Tensor:
+    """A 1-D int64 CPU tensor from ``values``; a clear error for floats, bools or wrong shape."""
+    tensor = torch.as_tensor(values)
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise TypeError(f"{name} must hold integers, got dtype {tensor.dtype}")
+    if tensor.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
+    if length is not None and tensor.numel() != length:
+        raise ValueError(f"{name} has {tensor.numel()} entries but the pool has {length} samples")
+    return tensor.to(device="cpu", dtype=torch.int64)
+
+
+def as_index_tensor(indices: ArrayLike, size: int, name: str = "indices") -> torch.Tensor:
+    """Validate ``indices`` into a collection of ``size`` items: 1-D, integer, in range.
+
+    Returns
+    -------
+    torch.Tensor
+        int64 CPU tensor of shape ``(K,)``.
+    """
+    tensor = _as_int64(indices, name)
+    if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= size):
+        raise IndexError(
+            f"{name} must lie in [0, {size}), got range [{int(tensor.min())}, {int(tensor.max())}]"
+        )
+    return tensor
+
+
+def _item_input(item: Any) -> torch.Tensor:
+    """The input of a dataset item: the item itself, or the first entry of a tuple/list/dict."""
+    if isinstance(item, (tuple, list)):
+        item = item[0]
+    elif isinstance(item, dict):
+        item = next(iter(item.values()))
+    return torch.as_tensor(item)
+
+
+class Pool:
+    """Samples with a sensitive group each; labels optional.
+
+    Parameters
+    ----------
+    inputs : torch.Tensor or torch.utils.data.Dataset
+        A tensor of shape ``(N, ...)``, or a dataset of ``N`` items whose input is the item
+        itself or its first entry (``(x, y, ...)`` tuples work). ``N = 0`` is allowed (an
+        empty labelled set); strategies reject an empty candidate pool.
+    groups : array-like of int, shape (N,)
+        Group ids ``0..G-1`` (age band, gender, domain...); any ``G >= 1``.
+    labels : array-like of int, shape (N,), optional
+        Class labels, where known (a labelled set, a validation set).
+    ids : array-like of int, shape (N,), optional
+        Identifiers carried through :meth:`subset` (e.g. indices into the full training set).
+        Defaults to ``0..N-1``.
+    num_groups : int, optional
+        ``G``, when some groups have no sample here. Defaults to ``max(groups) + 1``.
+
+    Examples
+    --------
+    >>> pool = Pool(torch.rand(6, 1, 8, 8), groups=[0, 1, 1, 0, 2, 1])
+    >>> len(pool), pool.num_groups
+    (6, 3)
+    >>> pool.group_indices(1).tolist()
+    [1, 2, 5]
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor | Dataset,
+        groups: ArrayLike,
+        *,
+        labels: ArrayLike | None = None,
+        ids: ArrayLike | None = None,
+        num_groups: int | None = None,
+    ) -> None:
+        if isinstance(inputs, torch.Tensor):
+            if inputs.dim() < 1:
+                raise ValueError("inputs must have a leading sample dimension, got a scalar")
+            length = inputs.shape[0]
+        elif isinstance(inputs, Dataset) and hasattr(inputs, "__len__"):
+            length = len(inputs)
+        else:
+            raise TypeError(
+                "inputs must be a torch.Tensor of shape (N, ...) or a sized "
+                f"torch.utils.data.Dataset, got {type(inputs).__name__}"
+            )
+        self.inputs = inputs
+        self.groups = _as_int64(groups, "groups", length)
+        if length and int(self.groups.min()) < 0:
+            raise ValueError(
+                f"groups must be non-negative ids 0..G-1, got {int(self.groups.min())}"
+            )
+        observed = int(self.groups.max()) + 1 if length else 0
+        if num_groups is None:
+            num_groups = observed
+        elif not isinstance(num_groups, (int, np.integer)) or num_groups < observed:
+            raise ValueError(f"num_groups={num_groups!r} but groups holds ids up to {observed - 1}")
+        self.num_groups = int(num_groups)
+        self.labels = None if labels is None else _as_int64(labels, "labels", length)
+        if self.labels is not None and length and int(self.labels.min()) < 0:
+            raise ValueError("labels must be non-negative class ids")
+        self.ids = torch.arange(length) if ids is None else _as_int64(ids, "ids", length)
+
+    def __len__(self) -> int:
+        return int(self.groups.numel())
+
+    def __repr__(self) -> str:
+        kind = "tensor" if isinstance(self.inputs, torch.Tensor) else type(self.inputs).__name__
+        labelled = "labelled" if self.labels is not None else "unlabelled"
+        return f"Pool({len(self)} samples, {self.num_groups} groups, {labelled}, {kind} inputs)"
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the pool carries labels."""
+        return self.labels is not None
+
+    def group_counts(self) -> torch.Tensor:
+        """Samples per group, int64 tensor of shape ``(G,)``."""
+        return torch.bincount(self.groups, minlength=self.num_groups)
+
+    def group_indices(self, group: int) -> torch.Tensor:
+        """Indices (int64, ascending) of the samples of ``group``."""
+        return torch.nonzero(self.groups == group).flatten()
+
+    def subset(self, indices: ArrayLike) -> Pool:
+        """A pool of the samples at ``indices`` (groups, labels and ids follow)."""
+        idx = as_index_tensor(indices, len(self))
+        if isinstance(self.inputs, torch.Tensor):
+            inputs: torch.Tensor | Dataset = self.inputs[idx.to(self.inputs.device)]
+        else:
+            inputs = torch.utils.data.Subset(self.inputs, idx.tolist())
+        return Pool(
+            inputs,
+            self.groups[idx],
+            labels=None if self.labels is None else self.labels[idx],
+            ids=self.ids[idx],
+            num_groups=self.num_groups,
+        )
+
+    def get_inputs(self, indices: torch.Tensor) -> torch.Tensor:
+        """Stack the inputs at ``indices`` (a 1-D int64 tensor) into one tensor."""
+        if isinstance(self.inputs, torch.Tensor):
+            return self.inputs[indices.to(self.inputs.device)]
+        return torch.stack([_item_input(self.inputs[int(i)]) for i in indices])
+
+    def require_labels(self, name: str = "pool") -> torch.Tensor:
+        """The labels, or a ``ValueError`` saying that ``name`` needs them."""
+        if self.labels is None:
+            raise ValueError(f"{name} must be a Pool with labels (Pool(x, groups, labels=y))")
+        return self.labels
+
+    def batches(
+        self,
+        batch_size: int = 256,
+        *,
+        device: torch.device | str | None = None,
+        indices: ArrayLike | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Iterate over the inputs in order, ``batch_size`` at a time, moved to ``device``.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch.
+        device : torch.device or str, optional
+            Target device; CUDA transfers go through pinned memory, non-blocking.
+        indices : array-like of int, optional
+            Iterate over these samples only, in this order.
+
+        Yields
+        ------
+        torch.Tensor
+            Input batches of shape ``(b, ...)``.
+        """
+        for idx in self._index_batches(batch_size, indices):
+            yield _to_device(self.get_inputs(idx), device)
+
+    def labeled_batches(
+        self,
+        batch_size: int = 256,
+        *,
+        device: torch.device | str | None = None,
+        indices: ArrayLike | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Like :meth:`batches`, yielding ``(inputs, labels, groups)`` on ``device``."""
+        labels = self.require_labels()
+        for idx in self._index_batches(batch_size, indices):
+            yield (
+                _to_device(self.get_inputs(idx), device),
+                _to_device(labels[idx], device),
+                _to_device(self.groups[idx], device),
+            )
+
+    def _index_batches(self, batch_size: int, indices: ArrayLike | None) -> Iterator[torch.Tensor]:
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        order = torch.arange(len(self)) if indices is None else as_index_tensor(indices, len(self))
+        yield from order.split(int(batch_size))
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
+    if device is None:
+        return tensor
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def initial_split(
+    num_samples: int, labeled_fraction: float, *, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``0..num_samples-1`` uniformly at random into labelled and unlabelled indices.
+
+    The paper labels 20% of the training set uniformly at random before the first round.
+
+    Returns
+    -------
+    (labeled, unlabeled) : tuple of torch.Tensor
+        Sorted int64 index tensors of sizes ``round(num_samples * labeled_fraction)`` and the
+        rest.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be positive, got {num_samples}")
+    if not 0.0 < labeled_fraction < 1.0:
+        raise ValueError(f"labeled_fraction must lie in (0, 1), got {labeled_fraction}")
+    count = max(1, round(num_samples * labeled_fraction))
+    order = torch.randperm(num_samples, generator=generator)
+    return order[:count].sort().values, order[count:].sort().values

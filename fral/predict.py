@@ -1,0 +1,260 @@
+"""Batched inference over a Pool or a tensor: logits, probabilities, embeddings.
+
+Inference runs on an eval-mode view of the model under ``torch.inference_mode()``; the model
+comes back with its mode, BatchNorm statistics, ``requires_grad`` flags and ``.grad`` as they
+were. Results stay on the device the model ran on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from fral._modules import EvalView, autocast, check_module, evaluation_view
+from fral.pool import Pool, as_index_tensor
+
+__all__ = ["embeddings", "iter_inputs", "logits", "probabilities"]
+
+Data = Pool | torch.Tensor
+
+
+def iter_inputs(
+    data: Data,
+    batch_size: int,
+    device: torch.device,
+    indices: torch.Tensor | None = None,
+) -> Iterator[torch.Tensor]:
+    """Input batches of a Pool or a tensor ``(N, ...)`` on ``device``."""
+    if isinstance(data, Pool):
+        yield from data.batches(batch_size, device=device, indices=indices)
+        return
+    if not isinstance(data, torch.Tensor):
+        raise TypeError(f"data must be a fral.Pool or a torch.Tensor, got {type(data).__name__}")
+    if data.dim() < 1 or data.shape[0] == 0:
+        raise ValueError("data is empty: no samples to run the model on")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if indices is None:
+        for batch in data.split(batch_size):
+            yield batch.to(device, non_blocking=True)
+        return
+    for chunk in as_index_tensor(indices, data.shape[0]).to(data.device).split(batch_size):
+        yield data[chunk].to(device, non_blocking=True)
+
+
+def _concat(chunks: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _run(
+    view: EvalView,
+    data: Data,
+    batch_size: int,
+    amp: bool | torch.dtype,
+    indices: torch.Tensor | None,
+) -> torch.Tensor:
+    chunks = []
+    with torch.inference_mode(), autocast(view.device, amp):
+        for batch in iter_inputs(data, batch_size, view.device, indices):
+            chunks.append(view(batch).float())
+    return _concat(chunks)
+
+
+def logits(
+    model: nn.Module,
+    data: Data,
+    *,
+    indices: torch.Tensor | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    amp: bool | torch.dtype = False,
+    optimize: bool = True,
+) -> torch.Tensor:
+    """Logits of ``model`` on every sample of ``data``, in order.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits ``(b, C)``. Not modified.
+    data : Pool or torch.Tensor
+        A pool, or inputs of shape ``(N, ...)``.
+    indices : torch.Tensor, optional
+        Run on these samples only, in this order (``K`` of them).
+    batch_size : int, default 256
+        Samples per forward pass.
+    device : torch.device or str, optional
+        Run on this device (a copy of the model goes there). Defaults to the model's device.
+    amp : bool or torch.dtype, default False
+        Autocast (``True``: bfloat16). Outputs are returned in float32.
+    optimize : bool, default True
+        Evaluate an optimised copy (BatchNorm folded); see :func:`fral._modules.evaluation_view`.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C) (or (K, C)), float32, on the device the model ran on.
+    """
+    check_module(model, "model")
+    with evaluation_view(model, optimize=optimize, device=device) as view:
+        return _run(view, data, batch_size, amp, indices)
+
+
+def probabilities(
+    model: nn.Module,
+    data: Data,
+    *,
+    indices: torch.Tensor | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    amp: bool | torch.dtype = False,
+    optimize: bool = True,
+) -> torch.Tensor:
+    """Softmax probabilities of ``model`` on ``data``; shape ``(N, C)``. See :func:`logits`."""
+    out = logits(
+        model, data, indices=indices, batch_size=batch_size, device=device, amp=amp,
+        optimize=optimize,
+    )  # fmt: skip
+    return out.softmax(dim=1)
+
+
+def _layer_name(model: nn.Module, layer: str | nn.Module | None) -> str:
+    """Qualified name of the embedding layer: given, or the model's last ``nn.Linear``."""
+    names = {module: name for name, module in model.named_modules()}
+    if layer is None:
+        linears = [name for module, name in names.items() if isinstance(module, nn.Linear)]
+        if not linears:
+            raise ValueError(
+                "the model has no nn.Linear layer whose input could serve as the embedding; "
+                "pass layer=<name or module> or features=callable(model, x) -> (N, d)"
+            )
+        return linears[-1]
+    if isinstance(layer, nn.Module):
+        if layer not in names:
+            raise ValueError("layer is not a submodule of the model")
+        return names[layer]
+    if isinstance(layer, str):
+        try:
+            model.get_submodule(layer)
+        except AttributeError as err:
+            raise ValueError(f"the model has no submodule named {layer!r}") from err
+        return layer
+    raise TypeError(f"layer must be a module name, a module or None; got {type(layer).__name__}")
+
+
+def embeddings(
+    model: nn.Module,
+    data: Data,
+    *,
+    layer: str | nn.Module | None = None,
+    features: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    amp: bool | torch.dtype = False,
+    return_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features: the input of ``layer`` (default: the last ``nn.Linear``).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier. Not modified (the forward hook lives on a copy, or is removed afterwards).
+    data : Pool or torch.Tensor
+        Samples ``(N, ...)``.
+    layer : str or nn.Module, optional
+        The layer whose (flattened) input is the embedding. Defaults to the last ``nn.Linear``,
+        i.e. the classifier head.
+    features : callable, optional
+        ``features(model, x) -> (b, d)`` computing the embedding directly, for models where no
+        single layer's input is it. Called on the user's model, held in eval mode.
+    batch_size, device, amp :
+        As in :func:`logits`.
+    return_logits : bool, default False
+        Also return the logits of the same forward pass (with ``layer``) or of a second one.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, d), float32
+        The embeddings; with ``return_logits``, the tuple ``(embeddings, logits (N, C))``.
+    """
+    check_module(model, "model")
+    if features is not None:
+        if not callable(features):
+            raise TypeError("features must be callable as features(model, x) -> (N, d)")
+        return _embeddings_from_callable(
+            model, data, features, batch_size, device, amp, return_logits
+        )
+    name = _layer_name(model, layer)
+    with evaluation_view(model, device=device) as view:
+        try:
+            target = view.module.get_submodule(name)
+        except AttributeError:
+            target = None
+        if target is None:  # the optimised copy renamed it: hook the model itself
+            with evaluation_view(model, optimize=False, device=device) as plain:
+                return embeddings_with_hook(
+                    plain, plain.module.get_submodule(name), data, batch_size, amp, return_logits
+                )
+        return embeddings_with_hook(view, target, data, batch_size, amp, return_logits)
+
+
+def embeddings_with_hook(
+    view: EvalView,
+    target: nn.Module,
+    data: Data,
+    batch_size: int,
+    amp: bool | torch.dtype,
+    return_logits: bool,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Run ``view`` over ``data`` capturing the flattened input of ``target``."""
+    captured: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        captured.append(inputs[0].flatten(1).float())
+
+    embedded, outputs = [], []
+    handle = target.register_forward_pre_hook(hook)
+    try:
+        with torch.inference_mode(), autocast(view.device, amp):
+            for batch in iter_inputs(data, batch_size, view.device):
+                out = view(batch)
+                if len(captured) != 1:
+                    raise ValueError(
+                        f"the embedding layer ran {len(captured)} times in one forward pass; "
+                        "pass layer= a layer that runs once, or features="
+                    )
+                embedded.append(captured.pop())
+                if return_logits:
+                    outputs.append(out.float())
+    finally:
+        handle.remove()
+    if return_logits:
+        return _concat(embedded), _concat(outputs)
+    return _concat(embedded)
+
+
+def _embeddings_from_callable(
+    model: nn.Module,
+    data: Data,
+    features: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    batch_size: int,
+    device: torch.device | str | None,
+    amp: bool | torch.dtype,
+    return_logits: bool,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    embedded, outputs = [], []
+    with (
+        evaluation_view(model, optimize=False, device=device) as view,
+        torch.inference_mode(),
+        autocast(view.device, amp),
+    ):
+        for batch in iter_inputs(data, batch_size, view.device):
+            emb = features(view.module, batch)
+            if not isinstance(emb, torch.Tensor) or emb.shape[0] != batch.shape[0]:
+                raise ValueError("features(model, x) must return a tensor of shape (b, d)")
+            embedded.append(emb.flatten(1).float())
+            if return_logits:
+                outputs.append(view(batch).float())
+    if return_logits:
+        return _concat(embedded), _concat(outputs)
+    return _concat(embedded)

@@ -1,0 +1,176 @@
+"""JIN: Joint INconsistency (Wu, Chen & Hsu), Algorithm 1 steps 2-4."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from fral._modules import model_device
+from fral._random import RandomState, make_generator
+from fral.attacks import as_attack
+from fral.metrics import CRITERIA, METRICS
+from fral.pool import Pool, as_index_tensor
+from fral.protocol import Request, Strategy, resolve_group, top_budget
+from fral.scores import fuse
+from fral.scoring import COMPONENTS, check_components, inconsistency_scores
+
+__all__ = ["JIN"]
+
+
+class JIN(Strategy):
+    """Label the worst group's samples on which the models disagree most.
+
+    For each candidate ``x`` of the worst group:
+
+    - standard inconsistency (Eq. 2) ``I_std = KL(p(x; M_S) || p(x; M_R))``;
+    - robust inconsistency (Eq. 3) ``I_rob = KL(p(x; M_R) || p(A(x); M_R))``;
+    - joint score (Eq. 4) ``I = z(I_std) + z(I_rob)``, z-scored over the candidates;
+
+    and the top-``budget`` candidates by ``I`` are returned.
+
+    Parameters
+    ----------
+    budget : int
+        Samples to pick per call (``B``).
+    attack : optional
+        The attack ``A``: ``None`` for the paper's PGD-5 (eps 4/255, step 2/255), run as
+        cross-entropy against ``M_R``'s own clean prediction; a :class:`fral.PGD` (e.g.
+        ``PGD(objective="kl")``), a torchattacks attack bound to ``model_r``, or a callable.
+        The same attack estimates the worst group's robust accuracy.
+    components : tuple of {"standard", "robust"}, default both
+        ``("standard",)`` and ``("robust",)`` are the paper's S and R ablations (Table 3).
+    weights : tuple of float, optional
+        Weight of each component's z-score in the sum (default 1 each, as in Eq. 4).
+    criterion : {"mean", "clean", "robust"}, default "mean"
+        How the worst group is found on ``validation`` when ``group`` is not given: the lowest
+        mean of clean and PGD accuracy of ``model_r`` (default), or the lowest of either
+        alone. See :func:`fral.metrics.rank_groups`.
+    metric : {"accuracy", "f1"}, default "accuracy"
+        Per-group metric for that choice.
+    batch_size : int, default 256
+        Candidates per batch.
+    amp : bool or torch.dtype, default False
+        Autocast the forward passes (``True``: bfloat16).
+    optimize : bool, default True
+        Score on optimised eval copies of the models (BatchNorm folded).
+    random_state : int, torch.Generator or None
+        Seed of the attack's random starts.
+
+    Notes
+    -----
+    Candidate set: with ``group=k``, group ``k``; else with ``validation``, the worst group of
+    ``model_r`` on it (a worst group with no candidate left is skipped, with a warning); else
+    the whole pool.
+
+    Examples
+    --------
+    >>> picks = JIN(budget=100).select(model_r, model_s, pool, validation=val)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        budget: int,
+        *,
+        attack: Any = None,
+        components: tuple[str, ...] = COMPONENTS,
+        weights: tuple[float, ...] | None = None,
+        criterion: str = "mean",
+        metric: str = "accuracy",
+        batch_size: int = 256,
+        amp: bool | torch.dtype = False,
+        optimize: bool = True,
+        random_state: RandomState = None,
+    ) -> None:
+        super().__init__(budget, random_state=random_state)
+        self.components = check_components(components)
+        if weights is not None and len(weights) != len(self.components):
+            raise ValueError(f"got {len(weights)} weights for components {self.components}")
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        self.attack = as_attack(attack)
+        self.weights = None if weights is None else tuple(float(w) for w in weights)
+        self.criterion = criterion
+        self.metric = metric
+        self.batch_size = batch_size
+        self.amp = amp
+        self.optimize = optimize
+
+    def __repr__(self) -> str:
+        return f"JIN(budget={self.budget}, components={self.components})"
+
+    @property
+    def requires(self) -> frozenset[str]:
+        """``{"model_s"}`` when the standard inconsistency is used, else nothing."""
+        return frozenset({"model_s"}) if "standard" in self.components else frozenset()
+
+    def component_scores(
+        self,
+        model_r: nn.Module,
+        model_s: nn.Module | None,
+        data: Pool | torch.Tensor,
+        *,
+        indices: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Raw ``I_std`` and/or ``I_rob`` per candidate, on ``model_r``'s device."""
+        return inconsistency_scores(
+            model_r, data, model_s, components=self.components, attack=self.attack,
+            indices=indices, batch_size=self.batch_size, amp=self.amp, generator=generator,
+            optimize=self.optimize,
+        )  # fmt: skip
+
+    def score(
+        self,
+        model_r: nn.Module,
+        model_s: nn.Module | None = None,
+        pool: Pool | torch.Tensor | None = None,
+        *,
+        indices: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The joint score ``I`` (Eq. 4) of every candidate, z-scored over them.
+
+        Parameters
+        ----------
+        model_r, model_s : nn.Module
+            Robust and standard models (``model_s`` only if the standard component is used).
+        pool : Pool or torch.Tensor
+            Candidates ``(N, ...)``.
+        indices : torch.Tensor, optional
+            Score these samples only (the z-scores are over them).
+        generator : torch.Generator, optional
+            Source of the attack's random starts (default: the strategy's next seed).
+
+        Returns
+        -------
+        torch.Tensor, shape (N,) or (K,), on ``model_r``'s device.
+        """
+        if pool is None:
+            raise ValueError("JIN.score needs the candidates (pool)")
+        if "standard" in self.components and model_s is None:
+            raise ValueError("JIN requires `model_s` for the standard inconsistency")
+        if indices is not None and isinstance(pool, Pool):
+            indices = as_index_tensor(indices, len(pool))
+        if generator is None:
+            seed = int(torch.randint(0, 2**62, (1,), generator=self._rng).item())
+            generator = make_generator(seed, model_device(model_r))
+        scores = self.component_scores(model_r, model_s, pool, indices=indices, generator=generator)
+        return fuse(*(scores[name] for name in self.components), weights=self.weights)
+
+    def _select(self, request: Request) -> torch.Tensor:
+        group = resolve_group(
+            request, attack=self.attack, criterion=self.criterion, metric=self.metric,
+            batch_size=self.batch_size, amp=self.amp,
+        )  # fmt: skip
+        pool = request.pool
+        candidates = torch.arange(len(pool)) if group is None else pool.group_indices(group)
+        scores = self.score(
+            request.model_r, request.model_s, pool, indices=candidates,
+            generator=request.generator(),
+        )  # fmt: skip
+        order = top_budget(scores, self.budget)
+        return candidates[order.cpu()]
