@@ -165,6 +165,8 @@ class Strategy:
     """
 
     requires: frozenset[str] = frozenset()
+    #: True where ``validation`` serves only to find the worst group, so ``group=k`` replaces it.
+    validation_finds_group: bool = False
 
     def __init__(self, budget: int, *, random_state: RandomState = None) -> None:
         self.budget = check_budget(budget)
@@ -248,6 +250,8 @@ class Strategy:
         if len(pool) == 0:
             raise ValueError(f"{name}.select got an empty pool: there is nothing to select")
         given = {"model_s": model_s, "validation": validation, "labeled": labeled}
+        if group is not None and self.validation_finds_group:
+            given["validation"] = True
         for requirement in sorted(self.requires):
             if given[requirement] is None:
                 raise ValueError(f"{name} requires `{requirement}`, which was not given")
