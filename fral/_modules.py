@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import Counter
 from collections.abc import Iterator
 
 import torch
-from torch import nn
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = [
     "EvalView",
@@ -93,14 +95,45 @@ class EvalView:
         return self.module(x)
 
 
-def _fold_batchnorm(module: nn.Module) -> nn.Module:
-    """BatchNorm folded into the convolution before it, when the module can be traced."""
-    from torch.fx.experimental.optimization import fuse
+_CONV_BN = (
+    (nn.Conv1d, nn.BatchNorm1d),
+    (nn.Conv2d, nn.BatchNorm2d),
+    (nn.Conv3d, nn.BatchNorm3d),
+)
 
+
+def _fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold each eval-mode BatchNorm into the convolution that alone feeds it.
+
+    Works on a ``torch.fx`` trace of ``module`` (an eval-mode copy); a model that cannot be
+    traced is returned as it is. A convolution called from several places is left alone.
+    """
     try:
-        return fuse(module, inplace=True)
+        traced = fx.symbolic_trace(module)
     except Exception:  # any model torch.fx cannot trace keeps its BatchNorm layers
         return module
+    modules = dict(traced.named_modules())
+    calls = Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
+    for node in list(traced.graph.nodes):
+        source = node.args[0] if node.op == "call_module" and node.args else None
+        if not isinstance(source, fx.Node) or source.op != "call_module":
+            continue
+        conv, norm = modules[source.target], modules[node.target]
+        foldable = any(type(conv) is c and type(norm) is b for c, b in _CONV_BN)
+        if not foldable or len(source.users) > 1 or calls[source.target] > 1:
+            continue
+        if norm.running_mean is None or norm.running_var is None:
+            continue
+        parent, _, name = source.target.rpartition(".")
+        fused = fuse_conv_bn_eval(conv, norm)
+        setattr(traced.get_submodule(parent) if parent else traced, name, fused)
+        modules[source.target] = fused
+        node.replace_all_uses_with(source)
+        traced.graph.erase_node(node)
+    traced.graph.lint()
+    traced.delete_all_unused_submodules()
+    traced.recompile()
+    return traced
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module | None:

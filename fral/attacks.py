@@ -107,6 +107,8 @@ def pgd_on_view(
 
     This is the loop behind :func:`pgd`, for callers that attack many batches with one view.
     """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("PGD needs gradients: it cannot run inside torch.inference_mode()")
     x = x.detach()
     if clean_logits is None and (y is None or objective == "kl"):
         with torch.no_grad(), autocast(view.device, amp):
@@ -126,13 +128,13 @@ def pgd_on_view(
             x_adv.clamp_(bounds[0], bounds[1])
     for _ in range(steps):
         x_in = x_adv.detach().requires_grad_(True)
-        with autocast(view.device, amp):
+        with torch.enable_grad(), autocast(view.device, amp):  # callers may hold no_grad
             logits = view(x_in)
-        log_q = F.log_softmax(logits.float(), dim=1)
-        if objective == "ce":
-            loss = F.nll_loss(log_q, target, reduction="sum")
-        else:
-            loss = F.kl_div(log_q, target, reduction="sum", log_target=True)
+            log_q = F.log_softmax(logits.float(), dim=1)
+            if objective == "ce":
+                loss = F.nll_loss(log_q, target, reduction="sum")
+            else:
+                loss = F.kl_div(log_q, target, reduction="sum", log_target=True)
         (grad,) = torch.autograd.grad(loss, x_in)
         x_adv.add_(grad.sign_(), alpha=alpha)
         # Same arithmetic as torchattacks: clamp the offset, then the image.

@@ -215,7 +215,8 @@ class Pool:
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         order = torch.arange(len(self)) if indices is None else as_index_tensor(indices, len(self))
-        yield from order.split(int(batch_size))
+        if order.numel():
+            yield from order.split(int(batch_size))
 
 
 def _to_device(tensor: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
