@@ -1,0 +1,223 @@
+"""Time and peak memory of CSET's and BADGE's selection on synthetic embeddings (CPU).
+
+Run ``python benchmarks/bench_selection.py`` (about ten minutes on two cores) or add
+``--quick`` for a small run. The selection step works on embeddings, so no network is run:
+the pool is ``N x 512`` embeddings of 10 clusters (one per class) with logits for 10 classes,
+a labelled set of 2,000 and a budget of 2,000 (``--quick``: 20,000 / 4,000 samples, 128
+dimensions, labelled set and budget of 200).
+
+1. fral's k-center greedy (CSET) and k-means++ on gradient embeddings (BADGE) at
+   ``N = 200,000``: time and peak extra memory (goal: at most 2 GiB).
+2. The same at ``N = 20,000`` next to naive versions (written below) that build the full
+   distance matrix (CSET: pool x (labelled + pool); BADGE: the ``N x (C d)`` gradient matrix
+   and its ``N x N`` distances), as common implementations do: time and memory ratios, and
+   whether both pick the same samples.
+
+Each measurement runs in a fresh subprocess. Peak extra memory is the rise of the process's
+peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over its resident set
+once the synthetic inputs exist, so it counts everything the selection allocates (torch's
+CPU allocations are invisible to tracemalloc) and not the inputs themselves. With
+``--device cuda`` everything runs on the GPU and the figure is the rise of torch's peak
+allocated GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from fral._random import make_generator
+from fral.strategies.badge import badge_kmeanspp, gradient_scale
+from fral.strategies.coreset import center_, kcenter_greedy
+
+MiB = 2**20
+FULL = {"size": 200_000, "compare": 20_000, "dim": 512, "labeled": 2_000, "budget": 2_000}
+QUICK = {"size": 20_000, "compare": 4_000, "dim": 128, "labeled": 200, "budget": 200}
+CLASSES = 10
+SEED = 0
+
+
+# ---------------------------------------------------------------- naive references
+
+
+def naive_kcenter(pool: torch.Tensor, labeled: torch.Tensor, budget: int) -> torch.Tensor:
+    """k-center greedy over the full (labelled + pool) x pool distance matrix."""
+    distances = torch.cdist(torch.cat([labeled, pool]), pool).square_()
+    nearest = distances[: labeled.shape[0]].amin(0)
+    picks = []
+    for _ in range(budget):
+        pick = int(torch.argmax(nearest))
+        picks.append(pick)
+        torch.minimum(nearest, distances[labeled.shape[0] + pick], out=nearest)
+        nearest[picks] = -1
+    return torch.tensor(picks)
+
+
+def naive_badge(logits: torch.Tensor, features: torch.Tensor, budget: int) -> torch.Tensor:
+    """k-means++ seeding on the explicit N x (C d) gradient matrix and its N x N distances."""
+    scale = gradient_scale(logits)
+    gradients = (scale.unsqueeze(2) * features.unsqueeze(1)).flatten(1)
+    distances = torch.cdist(gradients, gradients).square_()
+    uniforms = torch.rand(budget - 1, generator=make_generator(SEED), dtype=torch.float64)
+    picks = [int(torch.argmax(gradients.norm(dim=1)))]
+    nearest = distances[picks[0]].clone()
+    for uniform in uniforms:
+        nearest[picks] = 0
+        cumulative = nearest.double().cumsum(0)
+        pick = int(torch.searchsorted(cumulative, uniform * cumulative[-1], right=True))
+        picks.append(pick)
+        torch.minimum(nearest, distances[pick], out=nearest)
+    return torch.tensor(picks)
+
+
+# ---------------------------------------------------------------- the methods measured
+
+Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def fral_kcenter(data: Inputs, budget: int) -> torch.Tensor:
+    """What CSET does with the embeddings: centre them in place, then k-center greedy."""
+    center_(data[0], data[1])
+    return kcenter_greedy(data[0], data[1], budget, generator=make_generator(SEED))
+
+
+METHODS: dict[str, Callable[[Inputs, int], torch.Tensor]] = {
+    "CSET": fral_kcenter,
+    "BADGE": lambda data, budget: badge_kmeanspp(
+        gradient_scale(data[2]), data[0], budget, generator=make_generator(SEED)
+    ),
+    "CSET naive": lambda data, budget: naive_kcenter(data[0], data[1], budget),
+    "BADGE naive": lambda data, budget: naive_badge(data[2], data[0], budget),
+}
+
+
+def synthetic(size: int, labeled: int, dim: int) -> Inputs:
+    """Pool embeddings ``(size, dim)``, labelled embeddings ``(labeled, dim)``, logits."""
+    generator = torch.Generator().manual_seed(SEED)
+    centres = torch.randn(CLASSES, dim, generator=generator) * 2
+    head = torch.randn(dim, CLASSES, generator=generator) / dim**0.5
+
+    def draw(count: int) -> torch.Tensor:
+        classes = torch.randint(CLASSES, (count,), generator=generator)
+        points = torch.randn(count, dim, generator=generator).add_(centres[classes])
+        return points.relu_()
+
+    pool = draw(size)
+    return pool, draw(labeled), pool @ head
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
+
+
+def measure(
+    method: str,
+    size: int,
+    dim: int,
+    labeled: int,
+    budget: int,
+    threads: int | None,
+    device: str,
+) -> dict:
+    """Run one method in this process; time it and its peak extra (host or GPU) memory."""
+    if threads:
+        torch.set_num_threads(threads)
+    data = tuple(part.to(device) for part in synthetic(size, labeled, dim))
+    METHODS[method](tuple(part[:64].clone() for part in data), 4)  # warm-up: load kernels
+    gc.collect()
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+    else:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # reset VmHWM to the current resident set
+        baseline = _status("VmRSS")
+    start = time.perf_counter()
+    picks = METHODS[method](data, budget).tolist()  # tolist waits for the device
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() if cuda else _status("VmHWM")
+    return {"seconds": seconds, "extra": peak - baseline, "picks": picks}
+
+
+def run(method: str, size: int, config: dict) -> dict:
+    """``measure`` in a fresh interpreter."""
+    job = {
+        "method": method,
+        "size": size,
+        "dim": config["dim"],
+        "labeled": config["labeled"],
+        "budget": config["budget"],
+        "threads": config["threads"],
+        "device": config["device"],
+    }
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small run (under a minute)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="where to run (cpu, cuda)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure(**json.loads(args.worker))))
+        return
+    config = {**(QUICK if args.quick else FULL), "threads": args.threads, "device": args.device}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dim, budget, labeled = config["dim"], config["budget"], config["labeled"]
+    print(
+        f"selection benchmark: {args.device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; d={dim}, {CLASSES} classes, |L|={labeled:,}, "
+        f"B={budget:,}"
+    )
+    size = config["size"]
+    inputs = size * dim * 4 / MiB
+    print(f"\n{size:,} candidates (pool embeddings alone: {inputs:,.0f} MiB)")
+    print(f"{'method':<8}{'time (s)':>10}{'peak extra memory':>22}")
+    for method in ("CSET", "BADGE"):
+        result = run(method, size, config)
+        verdict = "ok" if result["extra"] <= 2 * 2**30 else "OVER the 2 GiB goal"
+        print(
+            f"{method:<8}{result['seconds']:>10.1f}{result['extra'] / MiB:>18,.0f} MiB  ({verdict})"
+        )
+    size = config["compare"]
+    print(f"\n{size:,} candidates: fral vs naive full-matrix version")
+    print(
+        f"{'method':<8}{'fral s':>9}{'naive s':>9}{'ratio':>8}"
+        f"{'fral MiB':>11}{'naive MiB':>11}{'ratio':>8}  same picks"
+    )
+    for method in ("CSET", "BADGE"):
+        fast, naive = run(method, size, config), run(f"{method} naive", size, config)
+        same = int(np.sum(np.array(fast["picks"]) == np.array(naive["picks"])))
+        print(
+            f"{method:<8}{fast['seconds']:>9.2f}{naive['seconds']:>9.2f}"
+            f"{naive['seconds'] / fast['seconds']:>7.1f}x"
+            f"{fast['extra'] / MiB:>11,.0f}{naive['extra'] / MiB:>11,.0f}"
+            f"{naive['extra'] / max(fast['extra'], 1):>7.1f}x  {same}/{len(fast['picks'])}"
+        )
+
+
+if __name__ == "__main__":
+    main()
