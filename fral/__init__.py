@@ -31,21 +31,45 @@ from fral.scoring import (
     robust_inconsistency_scores,
     standard_inconsistency_scores,
 )
-from fral.strategies import JIN
+from fral.strategies import (
+    BADGE,
+    CSET,
+    ENT,
+    GENT,
+    GRAND,
+    JIN,
+    OPT,
+    RAND,
+    STRATEGIES,
+    FairAL,
+    MinMax,
+    build_strategy,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BADGE",
+    "CSET",
+    "ENT",
+    "GENT",
+    "GRAND",
     "JIN",
+    "OPT",
     "PGD",
+    "RAND",
+    "STRATEGIES",
     "Evaluation",
+    "FairAL",
     "GroupMetric",
+    "MinMax",
     "Pool",
     "QueryStrategy",
     "Strategy",
     "TorchattacksAttack",
     "__version__",
     "as_attack",
+    "build_strategy",
     "embeddings",
     "entropy",
     "entropy_scores",
