@@ -116,14 +116,16 @@ def pgd_on_view(
     if objective == "ce":
         target = clean_logits.argmax(dim=1) if y is None else y
     else:
-        target = F.log_softmax(clean_logits.detach().float(), dim=1)
+        # Probabilities as the target, as TRADES' official code: at its near-zero start the
+        # gradient is tiny and its signs follow the exact arithmetic.
+        target = F.softmax(clean_logits.detach().float(), dim=1)
 
     x_adv = x.clone()
-    if random_start:
-        if start_std is not None:
-            x_adv.add_(_random_like(x, generator, normal=True), alpha=start_std)
-        else:
-            x_adv.add_(_random_like(x, generator, normal=False), alpha=eps)
+    if random_start and start_std is not None:
+        # TRADES starts from x + 0.001 N(0, 1) without clamping; every step clamps.
+        x_adv.add_(_random_like(x, generator, normal=True), alpha=start_std)
+    elif random_start:
+        x_adv.add_(_random_like(x, generator, normal=False), alpha=eps)
         if bounds is not None:
             x_adv.clamp_(bounds[0], bounds[1])
     for _ in range(steps):
@@ -134,13 +136,15 @@ def pgd_on_view(
             if objective == "ce":
                 loss = F.nll_loss(log_q, target, reduction="sum")
             else:
-                loss = F.kl_div(log_q, target, reduction="sum", log_target=True)
+                loss = F.kl_div(log_q, target, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_in)
         x_adv.add_(grad.sign_(), alpha=alpha)
         # Same arithmetic as torchattacks: clamp the offset, then the image.
         x_adv.sub_(x).clamp_(-eps, eps).add_(x)
         if bounds is not None:
             x_adv.clamp_(bounds[0], bounds[1])
+    if steps == 0 and bounds is not None:
+        x_adv.clamp_(bounds[0], bounds[1])
     return x_adv
 
 
@@ -185,9 +189,11 @@ def pgd(
         Cross-entropy against ``y``, or KL(p(x) || p(x')) to the clean prediction (TRADES' inner
         maximisation; ``y`` is ignored).
     random_start : bool, default True
-        Start from a random point: uniform in the eps ball, or ``x + start_std * N(0, 1)``.
+        Start from a random point: uniform in the eps ball (clamped to ``bounds``), or
+        ``x + start_std * N(0, 1)``.
     start_std : float, optional
-        Use a Gaussian start with this standard deviation (TRADES uses 0.001).
+        Use a Gaussian start with this standard deviation, unclamped as in TRADES' official
+        code (which uses 0.001); each step then clamps.
     bounds : (float, float) or None, default (0, 1)
         Valid input range (images); ``None`` for unbounded features.
     generator : torch.Generator, optional
