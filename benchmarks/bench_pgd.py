@@ -1,0 +1,71 @@
+"""fral.pgd against torchattacks.PGD: same model, inputs, batch and steps, in one run.
+
+Prints both attacks' throughput and their ratio (goal: >= 1.25x on CPU) after asserting that
+the adversarial examples are equal in float64 (to 1e-9). In float32, fral's folded BatchNorm
+rounds differently, so a gradient component within rounding of zero can change sign: the share
+of such pixels is printed too. Run:
+
+    .venv/bin/python benchmarks/bench_pgd.py [--model mobilenetv2|smallcnn] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+import torchattacks
+from _common import bench_model, timed
+
+from fral.attacks import pgd
+
+
+def compare(name: str, args: argparse.Namespace, device: torch.device) -> str:
+    """One model: equality check, then both timings; returns the report line."""
+    model, shape = bench_model(name, device)
+    x = torch.rand(args.batch_size, *shape, device=device)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+    options = {"eps": 4 / 255, "alpha": 2 / 255, "steps": args.steps, "random_start": False}
+
+    model64, x64 = copy.deepcopy(model).double(), x.double()
+    exact = pgd(model64, x64, y, **options)
+    expected = torchattacks.PGD(model64, **options)(x64, y)
+    difference = (exact - expected).abs().max().item()
+    assert difference <= 1e-9, f"float64 outputs differ by {difference}"
+
+    reference = torchattacks.PGD(model, **options)
+    flipped = ((pgd(model, x, y, **options) - reference(x, y)).abs() > 1e-6).double().mean()
+    t_theirs = timed(lambda: reference(x, y), args.repeats, device)
+    t_ours = timed(lambda: pgd(model, x, y, **options), args.repeats, device)
+    line = (
+        f"{name:12s} torchattacks {args.batch_size / t_theirs:9.1f} img/s | "
+        f"fral {args.batch_size / t_ours:9.1f} img/s | speed-up {t_theirs / t_ours:.2f}x | "
+        f"float64 max|diff| {difference:.0e} | float32 pixels differing {flipped.item():.1e}"
+    )
+    if args.amp:
+        t_amp = timed(lambda: pgd(model, x, y, amp=True, **options), args.repeats, device)
+        line += f" | fral bf16 {args.batch_size / t_amp:9.1f} img/s ({t_theirs / t_amp:.2f}x)"
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="all", choices=["all", "mobilenetv2", "smallcnn"])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true", help="also time fral with bf16 autocast")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    names = ["mobilenetv2", "smallcnn"] if args.model == "all" else [args.model]
+    print(
+        f"device={device} threads={torch.get_num_threads()} batch={args.batch_size} "
+        f"steps={args.steps} eps=4/255 alpha=2/255"
+    )
+    for name in names:
+        print(compare(name, args, device), flush=True)
+
+
+if __name__ == "__main__":
+    main()
