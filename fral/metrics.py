@@ -9,25 +9,31 @@ macro-F1 instead of accuracy.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from fral._modules import autocast, check_module, evaluation_view
+from fral._modules import autocast, check_module, evaluation_view, model_device
 from fral._random import RandomState, make_generator, resolve_seed
 from fral.attacks import as_attack, run_attack
 from fral.pool import Pool
 
 __all__ = [
     "CRITERIA",
+    "METRICS",
+    "RISKS",
     "Evaluation",
     "GroupMetric",
+    "clean_and_adversarial_logits",
     "evaluate",
     "group_accuracy",
     "group_f1",
     "group_ranking",
+    "group_risks",
     "rank_groups",
     "select_worst_group",
     "worst_group",
@@ -35,6 +41,7 @@ __all__ = [
 
 METRICS = ("accuracy", "f1")
 CRITERIA = ("mean", "clean", "robust")
+RISKS = ("error", "ce")
 
 
 @dataclass(frozen=True)
@@ -269,7 +276,7 @@ class Evaluation:
         }
 
 
-def _predict(
+def clean_and_adversarial_logits(
     model: nn.Module,
     data: Pool,
     *,
@@ -277,30 +284,47 @@ def _predict(
     robust: bool,
     batch_size: int,
     amp: bool | torch.dtype,
-    random_state: RandomState,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Clean (and adversarial) predictions of ``model`` on a labelled pool, CPU int64."""
-    check_module(model, "model")
-    if not isinstance(data, Pool):
-        raise TypeError(f"data must be a labelled fral.Pool, got {type(data).__name__}")
-    data.require_labels("the evaluation data")
+    generator: torch.Generator | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]]:
+    """Logits of ``model`` on a labelled pool, clean and under ``attack``, batch by batch.
+
+    Runs an eval-mode copy of ``model`` (not modified); the attack targets the true labels.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier.
+    data : Pool
+        Labelled samples with groups.
+    attack : optional
+        As in :func:`evaluate` (see :func:`fral.attacks.as_attack`); unused without ``robust``.
+    robust : bool
+        Also attack each batch.
+    batch_size : int
+    amp : bool or torch.dtype
+        Autocast the forward passes.
+    generator : torch.Generator, optional
+        Source of the attack's random start, on the model's device.
+
+    Yields
+    ------
+    tuple
+        ``(clean_logits (b, C), adversarial_logits (b, C) or None, labels (b,), groups (b,))``,
+        on the model's device.
+    """
     attack = as_attack(attack) if robust else None
-    clean_chunks, adv_chunks = [], []
     with evaluation_view(model) as view:
-        generator = make_generator(resolve_seed(random_state), view.device)
-        for x, y, _ in data.labeled_batches(batch_size, device=view.device):
+        for x, y, g in data.labeled_batches(batch_size, device=view.device):
             with torch.no_grad(), autocast(view.device, amp):
-                clean_logits = view(x)
-            clean_chunks.append(clean_logits.argmax(1))
+                clean = view(x)
+            adversarial = None
             if attack is not None:
                 x_adv = run_attack(
-                    attack, model, view, x, y, clean_logits=clean_logits, generator=generator
+                    attack, model, view, x, y, clean_logits=clean, generator=generator
                 )
                 with torch.no_grad(), autocast(view.device, amp):
-                    adv_chunks.append(view(x_adv).argmax(1))
-    clean = torch.cat(clean_chunks).cpu()
-    adversarial = torch.cat(adv_chunks).cpu() if adv_chunks else None
-    return clean, adversarial
+                    adversarial = view(x_adv)
+            yield clean, adversarial, y, g
 
 
 def evaluate(
@@ -341,10 +365,21 @@ def evaluate(
     unknown = set(metrics) - set(METRICS)
     if unknown or not metrics:
         raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got {metrics!r}")
-    clean, adversarial = _predict(
+    check_module(model, "model")
+    if not isinstance(data, Pool):
+        raise TypeError(f"data must be a labelled fral.Pool, got {type(data).__name__}")
+    data.require_labels("the evaluation data")
+    generator = make_generator(resolve_seed(random_state), model_device(model))
+    clean_chunks, adv_chunks = [], []
+    for clean, adversarial, _, _ in clean_and_adversarial_logits(
         model, data, attack=attack, robust=robust, batch_size=batch_size, amp=amp,
-        random_state=random_state,
-    )  # fmt: skip
+        generator=generator,
+    ):  # fmt: skip
+        clean_chunks.append(clean.argmax(1))
+        if adversarial is not None:
+            adv_chunks.append(adversarial.argmax(1))
+    clean = torch.cat(clean_chunks).cpu()
+    adversarial = torch.cat(adv_chunks).cpu() if adv_chunks else None
     labels, groups = data.labels, data.groups
 
     def measure(predictions: torch.Tensor) -> dict[str, GroupMetric]:
@@ -411,3 +446,72 @@ def worst_group(model: nn.Module, validation: Pool, **options: Any) -> int:
     ``metric="accuracy"``, ...) and returns its first group id.
     """
     return int(group_ranking(model, validation, **options)[0])
+
+
+def group_risks(
+    model: nn.Module,
+    validation: Pool,
+    *,
+    risk: str = "error",
+    criterion: str = "mean",
+    attack: Any = None,
+    num_groups: int | None = None,
+    batch_size: int = 256,
+    amp: bool | torch.dtype = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean per-group risk of ``model`` on a labelled validation pool, clean and/or attacked.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The robust model ``M_R``. Not modified (it runs as an eval-mode copy).
+    validation : Pool
+        Labelled samples with groups.
+    risk : {"error", "ce"}, default "error"
+        Per-sample risk: misclassification (``1 - accuracy``) or cross-entropy.
+    criterion : {"mean", "clean", "robust"}, default "mean"
+        Risk on clean inputs, under ``attack`` (true labels), or the mean of both, as in
+        :func:`rank_groups`.
+    attack : optional
+        As in :func:`evaluate` (default PGD-5 at 4/255); unused for ``"clean"``.
+    num_groups : int, optional
+        ``G`` (default ``validation.num_groups``).
+    batch_size : int, default 256
+    amp : bool or torch.dtype, default False
+    generator : torch.Generator, optional
+        Source of the attack's random start, on the model's device.
+
+    Returns
+    -------
+    torch.Tensor, shape (G,), float64, on the CPU
+        Mean risk of each group; NaN for a group without validation samples.
+    """
+    if risk not in RISKS:
+        raise ValueError(f"risk must be one of {RISKS}, got {risk!r}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    num_groups = validation.num_groups if num_groups is None else num_groups
+
+    def per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if risk == "error":
+            return (logits.argmax(1) != y).float()
+        return F.cross_entropy(logits.float(), y, reduction="none")
+
+    device = model_device(model)
+    totals = torch.zeros(2, num_groups, device=device)
+    counts = torch.zeros(num_groups, device=device)
+    for clean, adversarial, y, g in clean_and_adversarial_logits(
+        model, validation, attack=attack, robust=criterion != "clean", batch_size=batch_size,
+        amp=amp, generator=generator,
+    ):  # fmt: skip
+        totals[0].index_add_(0, g, per_sample(clean, y))
+        counts.index_add_(0, g, torch.ones_like(y, dtype=counts.dtype))
+        if adversarial is not None:
+            totals[1].index_add_(0, g, per_sample(adversarial, y))
+    means = (totals / counts).cpu().double()  # 0 / 0 leaves NaN for empty groups
+    if criterion == "clean":
+        return means[0]
+    if criterion == "robust":
+        return means[1]
+    return means.mean(0)

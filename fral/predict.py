@@ -146,6 +146,7 @@ def embeddings(
     model: nn.Module,
     data: Data,
     *,
+    indices: torch.Tensor | None = None,
     layer: str | nn.Module | None = None,
     features: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 256,
@@ -161,6 +162,8 @@ def embeddings(
         Classifier. Not modified (the forward hook lives on a copy, or is removed afterwards).
     data : Pool or torch.Tensor
         Samples ``(N, ...)``.
+    indices : torch.Tensor, optional
+        Embed these samples only, in this order (``K`` of them); the data is not copied.
     layer : str or nn.Module, optional
         The layer whose (flattened) input is the embedding. Defaults to the last ``nn.Linear``,
         i.e. the classifier head.
@@ -174,7 +177,7 @@ def embeddings(
 
     Returns
     -------
-    torch.Tensor, shape (N, d), float32
+    torch.Tensor, shape (N, d) (or (K, d)), float32
         The embeddings; with ``return_logits``, the tuple ``(embeddings, logits (N, C))``.
     """
     check_module(model, "model")
@@ -182,7 +185,7 @@ def embeddings(
         if not callable(features):
             raise TypeError("features must be callable as features(model, x) -> (N, d)")
         return _embeddings_from_callable(
-            model, data, features, batch_size, device, amp, return_logits
+            model, data, indices, features, batch_size, device, amp, return_logits
         )
     name = _layer_name(model, layer)
     with evaluation_view(model, device=device) as view:
@@ -193,9 +196,12 @@ def embeddings(
         if target is None:  # the optimised copy renamed it: hook the model itself
             with evaluation_view(model, optimize=False, device=device) as plain:
                 return embeddings_with_hook(
-                    plain, plain.module.get_submodule(name), data, batch_size, amp, return_logits
-                )
-        return embeddings_with_hook(view, target, data, batch_size, amp, return_logits)
+                    plain, plain.module.get_submodule(name), data, batch_size, amp, return_logits,
+                    indices=indices,
+                )  # fmt: skip
+        return embeddings_with_hook(
+            view, target, data, batch_size, amp, return_logits, indices=indices
+        )
 
 
 def embeddings_with_hook(
@@ -205,8 +211,12 @@ def embeddings_with_hook(
     batch_size: int,
     amp: bool | torch.dtype,
     return_logits: bool,
+    indices: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Run ``view`` over ``data`` capturing the flattened input of ``target``."""
+    """Run ``view`` over ``data`` capturing the flattened input of ``target``.
+
+    ``indices``: run over these samples only, in this order.
+    """
     captured: list[torch.Tensor] = []
 
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -216,7 +226,7 @@ def embeddings_with_hook(
     handle = target.register_forward_pre_hook(hook)
     try:
         with torch.inference_mode(), autocast(view.device, amp):
-            for batch in iter_inputs(data, batch_size, view.device):
+            for batch in iter_inputs(data, batch_size, view.device, indices):
                 out = view(batch)
                 if len(captured) != 1:
                     raise ValueError(
@@ -236,6 +246,7 @@ def embeddings_with_hook(
 def _embeddings_from_callable(
     model: nn.Module,
     data: Data,
+    indices: torch.Tensor | None,
     features: Callable[[nn.Module, torch.Tensor], torch.Tensor],
     batch_size: int,
     device: torch.device | str | None,
@@ -248,7 +259,7 @@ def _embeddings_from_callable(
         torch.inference_mode(),
         autocast(view.device, amp),
     ):
-        for batch in iter_inputs(data, batch_size, view.device):
+        for batch in iter_inputs(data, batch_size, view.device, indices):
             emb = features(view.module, batch)
             if not isinstance(emb, torch.Tensor) or emb.shape[0] != batch.shape[0]:
                 raise ValueError("features(model, x) must return a tensor of shape (b, d)")

@@ -12,6 +12,8 @@ missing input raises a ``ValueError`` naming it.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -22,7 +24,8 @@ from torch import nn
 
 from fral._modules import check_module, model_device
 from fral._random import RandomState, make_generator, resolve_seed
-from fral.metrics import group_ranking
+from fral.attacks import as_attack
+from fral.metrics import CRITERIA, METRICS, group_ranking
 from fral.pool import Pool
 
 __all__ = [
@@ -30,7 +33,11 @@ __all__ = [
     "QueryStrategy",
     "Request",
     "Strategy",
+    "WorstGroupOptions",
+    "candidate_indices",
+    "check_batch_size",
     "check_budget",
+    "clip_budget",
     "group_candidates",
     "resolve_group",
     "top_budget",
@@ -78,6 +85,35 @@ def check_budget(budget: Any) -> int:
     return int(budget)
 
 
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` as a positive int, or a clear error."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+_PACKAGE_DIR = os.path.dirname(__file__) + os.sep
+
+
+def _warn_user(message: str) -> None:
+    """Warn, attributing the warning to the first caller outside fral.
+
+    A warning raised in a helper of a strategy (``select -> _select -> ... -> helper``) so
+    points at the user's ``strategy.select(...)`` line, however deep the helper is called.
+    """
+    frame, stacklevel = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, stacklevel = frame.f_back, stacklevel + 1
+    warnings.warn(message, stacklevel=stacklevel)
+
+
+def clip_budget(budget: int, available: int, what: str = "candidates") -> int:
+    """``min(budget, available)``, warning when the budget exceeds what is available."""
+    if budget > available:
+        _warn_user(f"budget {budget} exceeds the {available} {what}; returning all of them")
+    return min(budget, available)
+
+
 def top_budget(scores: torch.Tensor, budget: int, *, what: str = "candidates") -> torch.Tensor:
     """Positions of the ``budget`` highest scores, best first, on the scores' device.
 
@@ -99,13 +135,9 @@ def top_budget(scores: torch.Tensor, budget: int, *, what: str = "candidates") -
         raise ValueError(f"scores must be a non-empty 1-D tensor, got shape {tuple(scores.shape)}")
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("scores hold NaN or infinite values; the ranking would be meaningless")
-    if budget > scores.numel():
-        warnings.warn(
-            f"budget {budget} exceeds the {scores.numel()} {what}; returning all of them",
-            stacklevel=3,
-        )
+    count = clip_budget(budget, scores.numel(), what)
     order = torch.sort(scores, descending=True, stable=True).indices
-    return order[:budget]
+    return order[:count]
 
 
 def group_candidates(pool: Pool, group: int) -> torch.Tensor:
@@ -114,6 +146,66 @@ def group_candidates(pool: Pool, group: int) -> torch.Tensor:
     if candidates.numel() == 0:
         raise ValueError(f"group {group} has no candidates in the pool")
     return candidates
+
+
+def candidate_indices(pool: Pool, group: int | None) -> torch.Tensor:
+    """Pool indices a strategy may pick from: those of ``group``, or the whole pool if ``None``.
+
+    A ``ValueError`` if ``group`` has no candidates.
+
+    Returns
+    -------
+    torch.Tensor, int64, on the CPU, ascending
+    """
+    if group is None:
+        return torch.arange(len(pool))
+    return group_candidates(pool, group)
+
+
+class WorstGroupOptions:
+    """How a group-aware strategy ranks the groups on the validation set.
+
+    Parameters
+    ----------
+    attack : optional
+        Attack for the robust accuracy (``None``: the paper's PGD-5 at 4/255); see
+        :func:`fral.attacks.as_attack`.
+    criterion : {"mean", "clean", "robust"}, default "mean"
+        Groups are ranked by the mean of clean and robust metric of ``model_r`` (FRAL asks for
+        both), or by either alone; see :func:`fral.metrics.rank_groups`.
+    metric : {"accuracy", "f1"}, default "accuracy"
+        Per-group metric.
+    batch_size : int, default 256
+    amp : bool or torch.dtype, default False
+    """
+
+    def __init__(
+        self,
+        attack: Any = None,
+        criterion: str = "mean",
+        metric: str = "accuracy",
+        batch_size: int = 256,
+        amp: bool | torch.dtype = False,
+    ) -> None:
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        self.attack = as_attack(attack)
+        self.criterion = criterion
+        self.metric = metric
+        self.batch_size = check_batch_size(batch_size)
+        self.amp = amp
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`resolve_group` and :func:`fral.metrics.group_ranking`."""
+        return {
+            "attack": self.attack,
+            "criterion": self.criterion,
+            "metric": self.metric,
+            "batch_size": self.batch_size,
+            "amp": self.amp,
+        }
 
 
 @dataclass
@@ -167,6 +259,10 @@ class Strategy:
     requires: frozenset[str] = frozenset()
     #: True where ``validation`` serves only to find the worst group, so ``group=k`` replaces it.
     validation_finds_group: bool = False
+    #: True for strategies that draw from the worst group (Algorithm 1, lines 5-6): a loop that
+    #: has found it on the validation set passes it as ``group=`` instead of letting the
+    #: strategy evaluate the validation set again.
+    group_aware: bool = False
 
     def __init__(self, budget: int, *, random_state: RandomState = None) -> None:
         self.budget = check_budget(budget)
@@ -307,10 +403,9 @@ def resolve_group(
     for position, group in enumerate(ranking.tolist()):
         if group < counts.numel() and counts[group] > 0:
             if position:
-                warnings.warn(
+                _warn_user(
                     f"the worst group(s) {ranking[:position].tolist()} have no candidates left; "
-                    f"selecting from group {group}",
-                    stacklevel=3,
+                    f"selecting from group {group}"
                 )
             return group
     raise ValueError("no group ranked on the validation set has candidates in the pool")

@@ -68,6 +68,26 @@ def test_embeddings_are_the_input_of_the_last_linear(train) -> None:
     assert not net.head._forward_pre_hooks
 
 
+def test_embeddings_of_chosen_samples_in_their_order(monkeypatch) -> None:
+    net = make_net()
+    x = torch.rand(11, 1, 8, 8)
+    chosen = torch.tensor([7, 2, 9, 0, 5])
+    full, full_logits = embeddings(net, x, return_logits=True)
+    pool = Pool(x, torch.arange(11) % 2)
+    monkeypatch.setattr(Pool, "subset", None)  # the pool is not copied
+    for data in (x, pool):
+        emb, out = embeddings(net, data, indices=chosen, batch_size=2, return_logits=True)
+        assert emb.shape == (5, 32) and out.shape == (5, 4)
+        assert torch.allclose(emb, full[chosen], atol=1e-5)
+        assert torch.allclose(out, full_logits[chosen], atol=1e-5)
+        via_callable = embeddings(
+            net, data, indices=chosen, features=lambda model, xs: model.features(xs)
+        )
+        assert torch.allclose(via_callable, full[chosen], atol=1e-5)
+    with pytest.raises(IndexError, match="must lie in"):
+        embeddings(net, pool, indices=torch.tensor([11]))
+
+
 def test_embedding_errors() -> None:
     no_linear = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(ValueError, match="no nn.Linear"):

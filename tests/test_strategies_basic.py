@@ -1,4 +1,7 @@
-"""RAND, ENT, G-RAND and G-ENT: the selection contract, group handling, seeds, entropy ranking."""
+"""RAND, ENT, G-RAND and G-ENT: the selection contract, group handling, seeds, entropy ranking.
+
+Also: every strategy's warnings point at the user's ``select`` call.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,13 @@ import torch
 
 from fral.pool import Pool
 from fral.predict import logits
+from fral.strategies.badge import BADGE
+from fral.strategies.coreset import CSET
 from fral.strategies.entropy import ENT
 from fral.strategies.group_entropy import GENT
 from fral.strategies.group_random import GRAND
+from fral.strategies.jin import JIN
+from fral.strategies.minmax import MinMax
 from fral.strategies.random import RAND
 from tests.utils import assert_unchanged, make_net, snapshot
 
@@ -199,6 +206,34 @@ def test_budget_above_the_pool_returns_everything_with_a_warning(pool, model_r, 
         with pytest.warns(UserWarning, match="exceeds"):
             picks = strategy.select(model_r, pool=pool, validation=validation)
         assert sorted(picks.tolist()) == list(range(len(pool)))
+
+
+def test_warnings_point_at_the_select_call(pool, model_r, model_s, validation):
+    # select -> _select -> helper (-> helper) -> warn: the user is told where *they* asked.
+    keep = pool.groups != 1  # the worst group of `validation`
+    without_worst = Pool(pool.inputs[keep], pool.groups[keep], num_groups=pool.num_groups)
+    labeled = Pool(pool.inputs[:5], pool.groups[:5])
+    small = Pool(pool.inputs[:7], pool.groups[:7])
+    calls = [
+        ("budget 500 exceeds", lambda: RAND(500).select(model_r, pool=pool)),
+        ("budget 500 exceeds", lambda: ENT(500).select(model_r, pool=pool)),
+        ("budget 20 exceeds", lambda: GENT(20).select(model_r, pool=pool, group=1)),
+        ("no candidates left", lambda: GENT(5, criterion="clean").select(
+            model_r, pool=without_worst, validation=validation)),
+        ("budget 30 exceeds", lambda: GRAND(30, criterion="clean", fill=False).select(
+            model_r, pool=pool, validation=validation)),
+        ("budget 20 exceeds", lambda: JIN(20).select(model_r, model_s, pool, group=1)),
+        ("no candidates left", lambda: JIN(5, criterion="clean").select(
+            model_r, model_s, without_worst, validation=validation)),
+        ("budget 10 exceeds", lambda: CSET(10).select(model_r, pool=small, labeled=labeled)),
+        ("budget 10 exceeds", lambda: BADGE(10).select(model_r, pool=small)),
+        ("budget 10 exceeds", lambda: MinMax(10, criterion="clean").select(
+            model_r, pool=small, validation=validation)),
+    ]  # fmt: skip
+    for match, call in calls:
+        with pytest.warns(UserWarning, match=match) as record:
+            call()
+        assert {w.filename for w in record if match in str(w.message)} == {__file__}, match
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

@@ -11,14 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from fral.metrics import evaluate
+from fral.metrics import evaluate, group_risks
 from fral.pool import Pool
 from fral.predict import logits
 from fral.scores import entropy
 from fral.strategies.fairal import FairAL, fairal_scores, label_weights, min_max_normalise
 from fral.strategies.minmax import (
     MinMax,
-    group_risks,
     largest_remainder,
     split_budget,
     update_weights,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import pytest
@@ -79,7 +80,7 @@ def test_warmup_then_cosine() -> None:
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
     assert factors[4] == pytest.approx(0.5 * (1 + math.cos(0)))
     assert factors[7] == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 6)))
-    assert all(a >= b for a, b in zip(factors[3:], factors[4:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(factors[3:]))
     assert warmup_cosine(0, 5, 0) == 1.0
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from fral.protocol import Request, check_budget
+from fral.protocol import Request, candidate_indices, check_budget, clip_budget
 from fral.strategies.coreset import EmbeddingStrategy, check_embeddings, squared_norms
-from fral.strategies.random import candidate_indices, candidate_pool, clip_budget
 
 __all__ = ["BADGE", "badge_kmeanspp", "gradient_scale"]
 
@@ -155,10 +154,10 @@ class BADGE(EmbeddingStrategy):
     """
 
     def _select(self, request: Request) -> torch.Tensor:
-        candidates = candidate_indices(request)
+        candidates = candidate_indices(request.pool, request.group)
         count = clip_budget(self.budget, candidates.numel())
         embedded, logits = self.embed(
-            request.model_r, candidate_pool(request, candidates), return_logits=True
+            request.model_r, request.pool, indices=candidates, return_logits=True
         )
         picks = badge_kmeanspp(
             gradient_scale(logits), embedded, count, generator=request.generator("cpu")

@@ -10,9 +10,14 @@ from torch import nn
 from fral._random import RandomState
 from fral.pool import Pool
 from fral.predict import embeddings
-from fral.protocol import Request, Strategy, check_budget
-from fral.strategies.entropy import check_batch_size
-from fral.strategies.random import candidate_indices, candidate_pool, clip_budget
+from fral.protocol import (
+    Request,
+    Strategy,
+    candidate_indices,
+    check_batch_size,
+    check_budget,
+    clip_budget,
+)
 
 __all__ = [
     "CSET",
@@ -209,12 +214,20 @@ class EmbeddingStrategy(Strategy):
         self.amp = amp
 
     def embed(
-        self, model: nn.Module, data: Pool, *, return_logits: bool = False
+        self,
+        model: nn.Module,
+        data: Pool,
+        *,
+        indices: torch.Tensor | None = None,
+        return_logits: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings ``(N, d)`` of ``data`` (and logits ``(N, C)``), on the model's device."""
+        """Embeddings ``(N, d)`` of ``data`` (and logits ``(N, C)``), on the model's device.
+
+        With ``indices``, of those samples only, in that order: ``(K, d)`` (and ``(K, C)``).
+        """
         return embeddings(
-            model, data, layer=self.layer, features=self.features, batch_size=self.batch_size,
-            amp=self.amp, return_logits=return_logits,
+            model, data, indices=indices, layer=self.layer, features=self.features,
+            batch_size=self.batch_size, amp=self.amp, return_logits=return_logits,
         )  # fmt: skip
 
 
@@ -280,9 +293,9 @@ class CSET(EmbeddingStrategy):
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _select(self, request: Request) -> torch.Tensor:
-        candidates = candidate_indices(request)
+        candidates = candidate_indices(request.pool, request.group)
         count = clip_budget(self.budget, candidates.numel())
-        pool_embeddings = self.embed(request.model_r, candidate_pool(request, candidates))
+        pool_embeddings = self.embed(request.model_r, request.pool, indices=candidates)
         labeled_embeddings = None
         if len(request.labeled) > 0:
             labeled_embeddings = self.embed(request.model_r, request.labeled)

@@ -7,21 +7,13 @@ from torch import nn
 
 from fral._random import RandomState
 from fral.pool import Pool, as_index_tensor
-from fral.protocol import Request, Strategy, top_budget
+from fral.protocol import Request, Strategy, candidate_indices, check_batch_size, top_budget
 from fral.scoring import entropy_scores
-from fral.strategies.random import candidate_indices
 
 __all__ = ["ENT", "MODELS"]
 
 #: Which model's predictions an entropy strategy scores.
 MODELS = ("robust", "standard")
-
-
-def check_batch_size(batch_size: object) -> int:
-    """``batch_size`` as a positive int, or a clear error."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return batch_size
 
 
 class ENT(Strategy):
@@ -112,7 +104,7 @@ class ENT(Strategy):
         )
 
     def _candidates(self, request: Request) -> torch.Tensor:
-        return candidate_indices(request)
+        return candidate_indices(request.pool, request.group)
 
     def _select(self, request: Request) -> torch.Tensor:
         candidates = self._candidates(request)

@@ -16,7 +16,7 @@ from fral.attacks import as_attack, run_attack
 from fral.metrics import CRITERIA
 from fral.pool import Pool
 from fral.predict import logits
-from fral.protocol import Request, Strategy, group_candidates, top_budget
+from fral.protocol import Request, Strategy, candidate_indices, top_budget
 from fral.scores import entropy
 
 __all__ = ["FairAL", "fairal_scores", "label_weights", "min_max_normalise"]
@@ -345,10 +345,7 @@ class FairAL(Strategy):
 
     def _select(self, request: Request) -> torch.Tensor:
         pool, device = request.pool, request.device
-        if request.group is None:
-            candidates = torch.arange(len(pool))
-        else:
-            candidates = group_candidates(pool, request.group)
+        candidates = candidate_indices(pool, request.group)
         outputs = logits(request.model_r, pool, indices=candidates, batch_size=self.batch_size)
         entropies = entropy(outputs)
         kept = top_budget(entropies, min(self.top_k, candidates.numel()))

@@ -7,9 +7,8 @@ from typing import Any
 import torch
 
 from fral._random import RandomState
-from fral.protocol import Request, group_candidates, resolve_group
+from fral.protocol import Request, WorstGroupOptions, group_candidates, resolve_group
 from fral.strategies.entropy import ENT
-from fral.strategies.group_random import WorstGroupOptions
 
 __all__ = ["GENT"]
 
@@ -28,7 +27,7 @@ class GENT(ENT):
     attack, criterion, metric :
         How the worst group is found on ``validation``: by default the lowest mean of clean
         and PGD-5 accuracy of ``model_r``; see
-        :class:`~fral.strategies.group_random.WorstGroupOptions`.
+        :class:`~fral.protocol.WorstGroupOptions`.
     model : {"robust", "standard"}, default "robust"
         Whose entropy is scored (``"standard"`` requires ``model_s``).
     batch_size : int, default 256
@@ -46,6 +45,7 @@ class GENT(ENT):
     """
 
     validation_finds_group = True
+    group_aware = True
 
     def __init__(
         self,

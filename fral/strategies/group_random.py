@@ -7,59 +7,10 @@ from typing import Any
 import torch
 
 from fral._random import RandomState
-from fral.attacks import as_attack
-from fral.metrics import CRITERIA, METRICS, group_ranking
-from fral.protocol import Request, Strategy, group_candidates
-from fral.strategies.entropy import check_batch_size
-from fral.strategies.random import clip_budget
+from fral.metrics import group_ranking
+from fral.protocol import Request, Strategy, WorstGroupOptions, clip_budget, group_candidates
 
-__all__ = ["GRAND", "WorstGroupOptions"]
-
-
-class WorstGroupOptions:
-    """How a group-aware strategy ranks the groups on the validation set.
-
-    Parameters
-    ----------
-    attack : optional
-        Attack for the robust accuracy (``None``: the paper's PGD-5 at 4/255); see
-        :func:`fral.attacks.as_attack`.
-    criterion : {"mean", "clean", "robust"}, default "mean"
-        Groups are ranked by the mean of clean and robust metric of ``model_r`` (FRAL asks for
-        both), or by either alone; see :func:`fral.metrics.rank_groups`.
-    metric : {"accuracy", "f1"}, default "accuracy"
-        Per-group metric.
-    batch_size : int, default 256
-    amp : bool or torch.dtype, default False
-    """
-
-    def __init__(
-        self,
-        attack: Any = None,
-        criterion: str = "mean",
-        metric: str = "accuracy",
-        batch_size: int = 256,
-        amp: bool | torch.dtype = False,
-    ) -> None:
-        if criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        self.attack = as_attack(attack)
-        self.criterion = criterion
-        self.metric = metric
-        self.batch_size = check_batch_size(batch_size)
-        self.amp = amp
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`fral.protocol.resolve_group` and ``group_ranking``."""
-        return {
-            "attack": self.attack,
-            "criterion": self.criterion,
-            "metric": self.metric,
-            "batch_size": self.batch_size,
-            "amp": self.amp,
-        }
+__all__ = ["GRAND"]
 
 
 class GRAND(Strategy):
@@ -70,7 +21,7 @@ class GRAND(Strategy):
     budget : int
         Samples to pick per call (``B``).
     attack, criterion, metric, batch_size, amp :
-        How the groups are ranked on ``validation``; see :class:`WorstGroupOptions`.
+        How the groups are ranked on ``validation``; see :class:`~fral.protocol.WorstGroupOptions`.
     fill : bool, default True
         When the worst group has fewer than ``B`` candidates, take all of them and fill the
         rest at random from the next-worst group, and so on. With ``False`` only one group is

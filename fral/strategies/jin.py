@@ -9,10 +9,15 @@ from torch import nn
 
 from fral._modules import model_device
 from fral._random import RandomState, make_generator
-from fral.attacks import as_attack
-from fral.metrics import CRITERIA, METRICS
 from fral.pool import Pool, as_index_tensor
-from fral.protocol import Request, Strategy, resolve_group, top_budget
+from fral.protocol import (
+    Request,
+    Strategy,
+    WorstGroupOptions,
+    candidate_indices,
+    resolve_group,
+    top_budget,
+)
 from fral.scores import fuse
 from fral.scoring import COMPONENTS, check_components, inconsistency_scores
 
@@ -87,17 +92,14 @@ class JIN(Strategy):
         self.components = check_components(components)
         if weights is not None and len(weights) != len(self.components):
             raise ValueError(f"got {len(weights)} weights for components {self.components}")
-        if criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        self.attack = as_attack(attack)
+        self.worst_group = WorstGroupOptions(attack, criterion, metric, batch_size, amp)
+        self.attack = self.worst_group.attack
         self.weights = None if weights is None else tuple(float(w) for w in weights)
-        self.criterion = criterion
-        self.metric = metric
         self.batch_size = batch_size
         self.amp = amp
         self.optimize = optimize
+
+    group_aware = True
 
     def __repr__(self) -> str:
         return f"JIN(budget={self.budget}, components={self.components})"
@@ -162,14 +164,10 @@ class JIN(Strategy):
         return fuse(*(scores[name] for name in self.components), weights=self.weights)
 
     def _select(self, request: Request) -> torch.Tensor:
-        group = resolve_group(
-            request, attack=self.attack, criterion=self.criterion, metric=self.metric,
-            batch_size=self.batch_size, amp=self.amp,
-        )  # fmt: skip
-        pool = request.pool
-        candidates = torch.arange(len(pool)) if group is None else pool.group_indices(group)
+        group = resolve_group(request, **self.worst_group.as_kwargs())
+        candidates = candidate_indices(request.pool, group)
         scores = self.score(
-            request.model_r, request.model_s, pool, indices=candidates,
+            request.model_r, request.model_s, request.pool, indices=candidates,
             generator=request.generator(),
         )  # fmt: skip
         order = top_budget(scores, self.budget)

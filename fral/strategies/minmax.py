@@ -2,105 +2,24 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from fral._modules import autocast, evaluation_view
 from fral._random import RandomState, make_generator
-from fral.attacks import as_attack, run_attack
-from fral.metrics import CRITERIA
+from fral.attacks import as_attack
+from fral.metrics import CRITERIA, RISKS, group_risks
 from fral.pool import Pool
-from fral.protocol import Request, Strategy
+from fral.protocol import Request, Strategy, clip_budget
 
 __all__ = [
-    "RISKS",
     "GroupRiskStrategy",
     "MinMax",
     "draw_within_groups",
-    "group_risks",
     "largest_remainder",
     "split_budget",
     "update_weights",
 ]
-
-RISKS = ("error", "ce")
-
-
-def group_risks(
-    model: nn.Module,
-    validation: Pool,
-    *,
-    risk: str = "error",
-    criterion: str = "mean",
-    attack: Any = None,
-    num_groups: int | None = None,
-    batch_size: int = 256,
-    amp: bool | torch.dtype = False,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Mean per-group risk of ``model`` on a labelled validation pool, clean and/or attacked.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The robust model ``M_R``. Not modified (it runs as an eval-mode copy).
-    validation : Pool
-        Labelled samples with groups.
-    risk : {"error", "ce"}, default "error"
-        Per-sample risk: misclassification (``1 - accuracy``) or cross-entropy.
-    criterion : {"mean", "clean", "robust"}, default "mean"
-        Risk on clean inputs, under ``attack`` (true labels), or the mean of both, as in
-        :func:`fral.metrics.rank_groups`.
-    attack : optional
-        As in :func:`fral.metrics.evaluate` (default PGD-5 at 4/255); unused for ``"clean"``.
-    num_groups : int, optional
-        ``G`` (default ``validation.num_groups``).
-    batch_size : int, default 256
-    amp : bool or torch.dtype, default False
-    generator : torch.Generator, optional
-        Source of the attack's random start, on the model's device.
-
-    Returns
-    -------
-    torch.Tensor, shape (G,), float64, on the CPU
-        Mean risk of each group; NaN for a group without validation samples.
-    """
-    if risk not in RISKS:
-        raise ValueError(f"risk must be one of {RISKS}, got {risk!r}")
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    num_groups = validation.num_groups if num_groups is None else num_groups
-    attack = None if criterion == "clean" else as_attack(attack)
-
-    def per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if risk == "error":
-            return (logits.argmax(1) != y).float()
-        return F.cross_entropy(logits.float(), y, reduction="none")
-
-    with evaluation_view(model) as view:
-        totals = torch.zeros(2, num_groups, device=view.device)
-        counts = torch.zeros(num_groups, device=view.device)
-        for x, y, g in validation.labeled_batches(batch_size, device=view.device):
-            with torch.no_grad(), autocast(view.device, amp):
-                clean = view(x)
-            totals[0].index_add_(0, g, per_sample(clean, y))
-            counts.index_add_(0, g, torch.ones_like(y, dtype=counts.dtype))
-            if attack is not None:
-                x_adv = run_attack(
-                    attack, model, view, x, y, clean_logits=clean, generator=generator
-                )
-                with torch.no_grad(), autocast(view.device, amp):
-                    totals[1].index_add_(0, g, per_sample(view(x_adv), y))
-    means = (totals / counts).cpu().double()  # 0 / 0 leaves NaN for empty groups
-    if criterion == "clean":
-        return means[0]
-    if criterion == "robust":
-        return means[1]
-    return means.mean(0)
 
 
 def _check_same_1d(weights: torch.Tensor, other: torch.Tensor, name: str) -> None:
@@ -213,13 +132,7 @@ def draw_within_groups(
     torch.Tensor, int64, on the CPU
         Indices in plan order.
     """
-    drawn = sum(count for _, count in draws)
-    if drawn < budget:
-        warnings.warn(
-            f"budget {budget} exceeds the {drawn} candidates the strategy can draw from; "
-            "returning all of them",
-            stacklevel=4,
-        )
+    clip_budget(budget, sum(count for _, count in draws), "candidates the strategy can draw from")
     shuffled: dict[int, torch.Tensor] = {}
     used: dict[int, int] = {}
     picks = []
@@ -236,8 +149,8 @@ def draw_within_groups(
 class GroupRiskStrategy(Strategy):
     """Base of strategies driven by the per-group validation risk of ``M_R`` (MinMax, OPT).
 
-    Stores and checks the options of :func:`group_risks`; :meth:`group_risks` measures them
-    for one call, with the attack seeded from the call's seed.
+    Stores and checks the options of :func:`fral.metrics.group_risks`; :meth:`group_risks`
+    measures them for one call, with the attack seeded from the call's seed.
     """
 
     requires = frozenset({"validation"})

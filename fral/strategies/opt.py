@@ -125,7 +125,7 @@ class OPT(GroupRiskStrategy):
         Per-group loss: mean cross-entropy (the loss Shekhar et al. bound) or error rate.
     criterion : {"mean", "clean", "robust"}, default "mean"
         Loss on clean validation inputs, under ``attack``, or the mean of both (FRAL's two
-        goals weighted equally; see :func:`fral.strategies.minmax.group_risks`).
+        goals weighted equally; see :func:`fral.metrics.group_risks`).
     attack : optional
         Attack for the robust loss (default: PGD-5 at 4/255 on true labels).
     batch_size : int, default 256

@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from fral._random import RandomState
-from fral.pool import Pool
-from fral.protocol import Request, Strategy, group_candidates
+from fral.protocol import Request, Strategy, candidate_indices, clip_budget
 
-__all__ = ["RAND", "candidate_indices", "candidate_pool", "clip_budget"]
-
-
-def candidate_indices(request: Request) -> torch.Tensor:
-    """Pool indices a strategy may pick from: group ``request.group``, or the whole pool.
-
-    Returns
-    -------
-    torch.Tensor, int64, on the CPU, ascending
-    """
-    if request.group is None:
-        return torch.arange(len(request.pool))
-    return group_candidates(request.pool, request.group)
-
-
-def candidate_pool(request: Request, candidates: torch.Tensor) -> Pool:
-    """The pool restricted to ``candidates`` (the pool itself when it holds all of them)."""
-    if candidates.numel() == len(request.pool):
-        return request.pool
-    return request.pool.subset(candidates)
-
-
-def clip_budget(budget: int, available: int, what: str = "candidates") -> int:
-    """``min(budget, available)``, warning when the budget exceeds what is available."""
-    if budget > available:
-        warnings.warn(
-            f"budget {budget} exceeds the {available} {what}; returning all of them",
-            stacklevel=4,
-        )
-    return min(budget, available)
+__all__ = ["RAND"]
 
 
 class RAND(Strategy):
@@ -68,7 +36,7 @@ class RAND(Strategy):
         super().__init__(budget, random_state=random_state)
 
     def _select(self, request: Request) -> torch.Tensor:
-        candidates = candidate_indices(request)
+        candidates = candidate_indices(request.pool, request.group)
         count = clip_budget(self.budget, candidates.numel())
         order = torch.randperm(candidates.numel(), generator=request.generator("cpu"))
         return candidates[order[:count]]
