@@ -66,12 +66,11 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +78,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fral._io import atomic_write
 from fral.pool import Pool
 
 __all__ = [
@@ -192,6 +192,13 @@ class Split:
         """This split as a :class:`~fral.pool.Pool`, with labels unless ``labeled=False``."""
         return Pool(self.x, self.z, labels=self.y if labeled else None, num_groups=self.num_groups)
 
+    def subset(self, indices: torch.Tensor) -> Split:
+        """The samples at ``indices`` (int64), as a new split."""
+        return Split(
+            self.x[indices], self.y[indices], self.z[indices],
+            None if self.index is None else self.index[indices], self.num_groups,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, eq=False)
 class FairDataset:
@@ -252,6 +259,28 @@ class FairDataset:
                 or int(split.z.max()) >= self.num_groups
             ):
                 raise ValueError(f"{split_name} holds a class or group id out of range")
+
+    def subsample(
+        self,
+        *,
+        train: int | None = None,
+        validation: int | None = None,
+        test: int | None = None,
+        seed: int = 0,
+    ) -> FairDataset:
+        """A smaller copy: at most this many samples of each split, drawn at random (seeded).
+
+        For quick runs and tests; ``None`` keeps a split whole.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        kept = {}
+        for name, limit in (("train", train), ("validation", validation), ("test", test)):
+            split = getattr(self, name)
+            if limit is not None and limit < len(split):
+                order = torch.randperm(len(split), generator=generator)[:limit].sort().values
+                split = split.subset(order)
+            kept[name] = split
+        return replace(self, **kept)
 
     def splits(self) -> dict[str, Split]:
         """``{"train": ..., "validation": ..., "test": ...}``."""
@@ -730,18 +759,7 @@ def _read_cache(path: Path, key: dict[str, Any], input_ndim: int) -> dict[str, n
 
 def _write_cache(path: Path, key: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write atomically: a reader sees the old file, no file, or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent
+    atomic_write(
+        path,
+        lambda handle: np.savez_compressed(handle, cache_key=np.array(_cache_key(key)), **arrays),
     )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            np.savez_compressed(handle, cache_key=np.array(_cache_key(key)), **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file owner-only; a cache is ordinary data.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -115,6 +115,12 @@ class TrainConfig:
         out["bounds"] = None if self.bounds is None else list(self.bounds)
         return out
 
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict`."""
+        bounds = options.get("bounds")
+        return cls(**{**options, "bounds": None if bounds is None else tuple(bounds)})
+
 
 #: The supplementary's per-data-set settings (SGD, cosine with warm-up, TRADES at 4/255).
 PRESETS: dict[str, TrainConfig] = {
@@ -296,23 +302,32 @@ class Trainer:
         return order[torch.randperm(len(order), generator=self.generator)]
 
     def fit(
-        self, data: Pool | tuple[torch.Tensor, torch.Tensor], *, epochs: int | None = None
+        self,
+        data: Pool | tuple[torch.Tensor, torch.Tensor],
+        *,
+        epochs: int | None = None,
+        config: TrainConfig | None = None,
     ) -> list[dict[str, float]]:
-        """Train for ``epochs`` (default ``config.epochs``) with a fresh warm-up + cosine cycle.
+        """Train with a fresh warm-up + cosine cycle, from the current weights and optimiser.
 
         Parameters
         ----------
         data : Pool or (x, y)
             Labelled training samples.
         epochs : int, optional
-            Override of ``config.epochs`` for this call.
+            Override of the epoch count for this call.
+        config : TrainConfig, optional
+            Options for this call (e.g. a gentler fine-tuning schedule); default the
+            trainer's ``config``. The optimiser's momentum buffers carry over either way.
 
         Returns
         -------
         list of dict
             Per epoch: ``epoch``, ``loss`` (mean), ``lr`` (last), ``seconds``.
         """
-        config = self.config if epochs is None else replace(self.config, epochs=epochs)
+        config = self.config if config is None else config
+        if epochs is not None:
+            config = replace(config, epochs=epochs)
         pool, labels = _labelled(data)
         if len(pool) == 0:
             raise ValueError("no labelled samples to train on")
@@ -341,7 +356,9 @@ class Trainer:
                 for index in bar:
                     lr = config.lr * warmup_cosine(step, total, warmup)
                     for group in self.optimizer.param_groups:
-                        group["lr"] = lr
+                        group.update(
+                            lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
+                        )
                     x = pool.get_inputs(index).to(device, non_blocking=True)
                     y = labels[index].to(device, non_blocking=True)
                     loss = self._loss(x, y, config)

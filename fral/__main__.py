@@ -1,0 +1,7 @@
+"""``python -m fral``: the ``fral`` command."""
+
+import sys
+
+from fral.cli import main
+
+sys.exit(main())

@@ -1,0 +1,305 @@
+"""The ``fral`` command (also ``python -m fral``): demo, run, report.
+
+- ``fral demo``: a real, small FRAL run on ``digits_domains``, JIN against RAND, one seed,
+  about five minutes on 2 CPU cores; prints a per-round table, writes the results JSON and a
+  PNG of worst-group accuracy per round. ``--tiny`` shrinks it to seconds (for CI).
+- ``fral run``: any data set, strategies, seeds and loop options; every (seed, strategy) run
+  checkpoints after each round and ``--resume`` continues them.
+- ``fral report``: the paper's Table 1 (mean ± std over seeds) and the plot, from saved runs.
+
+Bad arguments print one line and exit with status 2; a failing run prints one line
+(``fral: error: ...``) and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from fral._io import write_json
+from fral.datasets import DATASETS, DatasetNotAvailableError, FairDataset, load_dataset
+from fral.loop import Initialization, default_model_fn, initialize, run_experiment
+from fral.models import MobileNetV2, build_model
+from fral.report import final_table, load_results, plot_worst_group, round_line, round_table_header
+from fral.strategies import STRATEGIES, build_strategy
+from fral.training import TrainConfig
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
+    return value
+
+
+def _add_loop_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("loop (Algorithm 1)")
+    group.add_argument("--rounds", type=int, default=5, help="active rounds K (default 5)")
+    group.add_argument(
+        "--initial-fraction",
+        type=_fraction,
+        default=0.2,
+        help="share of the training split labelled at start (default 0.2)",
+    )
+    group.add_argument(
+        "--budget-fraction",
+        type=_fraction,
+        default=0.02,
+        help="labels per round as a share of the training split (default 0.02)",
+    )
+    group.add_argument("--standard-mode", choices=["finetune", "scratch"], default="finetune",
+                       help="M_S each round: continue the last one (default) or retrain "
+                            "from scratch as the paper")  # fmt: skip
+    group.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    train = parser.add_argument_group("training (SGD, warm-up + cosine, TRADES)")
+    train.add_argument(
+        "--model",
+        choices=["smallcnn", "mobilenetv2", "mlp"],
+        default=None,
+        help="network (default: smallcnn for images, mlp for tabular)",
+    )
+    train.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier")
+    train.add_argument(
+        "--epochs", type=_positive_int, default=15, help="initial adversarial training epochs"
+    )
+    train.add_argument(
+        "--finetune-epochs",
+        type=_positive_int,
+        default=4,
+        help="adversarial fine-tuning epochs per round",
+    )
+    train.add_argument(
+        "--standard-epochs",
+        type=_positive_int,
+        default=10,
+        help="M_S training epochs (first round / from scratch)",
+    )
+    train.add_argument("--lr", type=float, default=0.05, help="initial training peak lr")
+    train.add_argument("--finetune-lr", type=float, default=0.02, help="fine-tuning peak lr")
+    train.add_argument("--batch-size", type=_positive_int, default=64)
+    train.add_argument("--beta", type=float, default=6.0, help="TRADES beta")
+    train.add_argument(
+        "--oversample",
+        action="store_true",
+        help="oversample minority classes (the paper's HAM-10000 setting)",
+    )
+    train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+
+
+def _configs(args: argparse.Namespace, dataset: FairDataset) -> dict[str, TrainConfig]:
+    common = {
+        "batch_size": args.batch_size,
+        "beta": args.beta,
+        "eps": dataset.eps,
+        "alpha": dataset.alpha,
+        "bounds": dataset.bounds,
+        "oversample": args.oversample,
+        "amp": args.amp,
+    }
+
+    def schedule(epochs: int, lr: float, warmup: float, **extra: Any) -> TrainConfig:
+        return TrainConfig(epochs=epochs, lr=lr, warmup_epochs=min(warmup, epochs / 5), **common,
+                           **extra)  # fmt: skip
+
+    return {
+        "train": schedule(args.epochs, args.lr, 1.0),
+        "finetune": schedule(args.finetune_epochs, args.finetune_lr, 0.5),
+        "standard": schedule(args.standard_epochs, args.lr, 1.0, adversarial=False),
+    }
+
+
+def _model_fn(args: argparse.Namespace, dataset: FairDataset) -> Any:
+    if args.model is None:
+        return default_model_fn(dataset)
+    if args.model == "mlp":
+        features = int(torch.tensor(dataset.input_shape).prod())
+        return lambda: build_model("mlp", in_features=features, num_classes=dataset.num_classes)
+    if len(dataset.input_shape) != 3:
+        raise ValueError(f"--model {args.model} needs image data; {dataset.name} is tabular")
+    channels = dataset.input_shape[0]
+    if args.model == "mobilenetv2":
+        return lambda: MobileNetV2(dataset.num_classes, channels, width=args.width)
+    return lambda: build_model("smallcnn", num_classes=dataset.num_classes, in_channels=channels,
+                               channels=(16, 32))  # fmt: skip
+
+
+def _compare(
+    dataset: FairDataset,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    args: argparse.Namespace,
+    out: Path,
+) -> list[dict[str, Any]]:
+    """Every strategy on every seed, round 0 shared per seed; returns the result dicts."""
+    configs = _configs(args, dataset)
+    model_fn = _model_fn(args, dataset)
+    budget = max(1, round(args.budget_fraction * len(dataset.train)))
+    results = []
+    print(f"{dataset.name}: {len(dataset.train)} train / {len(dataset.validation)} validation / "
+          f"{len(dataset.test)} test, {dataset.num_groups} groups {dataset.group_names}; "
+          f"budget {budget} per round, {args.rounds} rounds", flush=True)  # fmt: skip
+    for seed in seeds:
+        folder = out / f"seed{seed}"
+        init_path = folder / "initialization.pt"
+        if args.resume and init_path.exists():
+            initialization = Initialization.load(init_path, model_fn, args.device)
+        else:
+            start = time.perf_counter()
+            initialization = initialize(
+                dataset, model_fn=model_fn, train=configs["train"], seed=seed,
+                initial_fraction=args.initial_fraction, device=args.device, progress=args.progress,
+            )  # fmt: skip
+            initialization.save(init_path)
+            print(f"seed {seed}: initial adversarial training took "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
+        print(round_table_header())
+        print(round_line("init", initialization.record), flush=True)
+        for name in strategies:
+            strategy = build_strategy(name, budget, random_state=seed)
+            label = strategy.name
+            result = run_experiment(
+                strategy, dataset, model_fn=model_fn, rounds=args.rounds, seed=seed,
+                initial_fraction=args.initial_fraction, train=configs["train"],
+                finetune=configs["finetune"], standard=configs["standard"],
+                standard_mode=args.standard_mode, device=args.device,
+                checkpoint_dir=folder / label, resume=args.resume,
+                initialization=initialization, progress=args.progress,
+                on_round=lambda record, label=label: print(round_line(label, record), flush=True),
+            )  # fmt: skip
+            results.append(result.to_dict())
+    return results
+
+
+def _write_outputs(results: list[dict[str, Any]], out: Path, metric: str) -> None:
+    write_json(out / "results.json", results)
+    table = final_table(results, metric)
+    (out / "table.md").write_text(table + "\n")
+    png = plot_worst_group(results, out / "worst_group.png", metric)
+    print("\nFinal round, test set (mean ± std over seeds, %):\n" + table)
+    print(f"\nwrote {out / 'results.json'}, {out / 'table.md'} and {png}")
+
+
+def _selection_share(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for result in results:
+        rounds = result["history"][1:]
+        selection = sum(r.get("selection_seconds", 0.0) for r in rounds)
+        training = sum(r.get("training_seconds", 0.0) for r in rounds)
+        if rounds and training > 0:
+            lines.append(f"{result['strategy']}: selection {selection:.1f} s "
+                         f"({100 * selection / training:.1f}% of the fine-tuning's "
+                         f"{training:.1f} s)")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    dataset = load_dataset("digits_domains", seed=args.seed)
+    if args.tiny:
+        dataset = dataset.subsample(train=600, validation=120, test=300, seed=args.seed)
+        args.rounds, args.epochs, args.finetune_epochs, args.standard_epochs = 2, 2, 1, 2
+        args.budget_fraction = 0.05
+    out = Path(args.out)
+    start = time.perf_counter()
+    results = _compare(dataset, ["RAND", "JIN"], [args.seed], args, out)
+    _write_outputs(results, out, "accuracy")
+    print(_selection_share(results))
+    print(f"demo wall time: {time.perf_counter() - start:.1f} s")
+
+
+def _run(args: argparse.Namespace) -> None:
+    for name in args.strategy:  # fail on a typo before any training
+        build_strategy(name, 1)
+    dataset = load_dataset(args.dataset, seed=args.split_seed)
+    if args.limit is not None:
+        dataset = dataset.subsample(train=args.limit, seed=args.split_seed)
+    out = Path(args.out)
+    results = _compare(dataset, args.strategy, args.seeds, args, out)
+    _write_outputs(results, out, args.metric)
+    print(_selection_share(results))
+
+
+def _report(args: argparse.Namespace) -> None:
+    results = load_results(args.paths)
+    print(final_table(results, args.metric))
+    if args.plot:
+        print(f"wrote {plot_worst_group(results, args.plot, args.metric)}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fral", description="Fair Robust Active Learning (JIN and baselines).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = commands.add_parser("demo", help="JIN vs RAND on digits_domains, about 5 minutes")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--tiny", action="store_true", help="a seconds-long version (for CI)")
+    demo.add_argument("--resume", action="store_true", help="continue an interrupted demo")
+    demo.add_argument("--progress", action="store_true", help="progress bars")
+    _add_loop_options(demo)
+
+    run = commands.add_parser("run", help="any data set, strategies and seeds")
+    run.add_argument("--dataset", choices=sorted(DATASETS), default="digits_domains")
+    run.add_argument(
+        "--strategy",
+        nargs="+",
+        default=["JIN", "RAND"],
+        help=f"one or more of {', '.join(STRATEGIES)} (case-insensitive)",
+    )
+    run.add_argument("--seeds", nargs="+", type=int, default=[0])
+    run.add_argument("--split-seed", type=int, default=0, help="seed of the data split")
+    run.add_argument(
+        "--limit", type=_positive_int, default=None, help="use at most this many training samples"
+    )
+    run.add_argument("--metric", choices=["accuracy", "f1"], default="accuracy")
+    run.add_argument("--out", required=True, help="output folder")
+    run.add_argument("--resume", action="store_true", help="continue the runs saved in --out")
+    run.add_argument("--progress", action="store_true", help="progress bars")
+    _add_loop_options(run)
+
+    report = commands.add_parser("report", help="Table 1 and plot from saved runs")
+    report.add_argument("paths", nargs="+", help="run folders or history.json files")
+    report.add_argument("--metric", choices=["accuracy", "f1"], default="accuracy")
+    report.add_argument("--plot", default=None, help="also write this PNG")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fral`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    handlers = {"demo": _demo, "run": _run, "report": _report}
+    try:
+        handlers[args.command](args)
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError,
+            DatasetNotAvailableError) as error:  # fmt: skip
+        print(f"fral: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fral: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Algorithm 1 as an experiment: results, checkpoints, kill-and-resume, a failing oracle."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fral.datasets import digits_domains
+from fral.loop import initialize, run_experiment
+from fral.models import SmallCNN
+from fral.strategies import JIN, RAND, MinMax
+from fral.training import TrainConfig
+
+TRAIN = TrainConfig(epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.5, steps=2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits_domains().subsample(train=300, validation=80, test=120, seed=0)
+
+
+def tiny_model():
+    return SmallCNN(10, 1, channels=(4, 8))
+
+
+def run(data, strategy, **options):
+    options.setdefault("rounds", 3)
+    options.setdefault("seed", 0)
+    return run_experiment(
+        strategy, data, model_fn=tiny_model, train=TRAIN, budget_fraction=0.05,
+        standard=TrainConfig(epochs=1, batch_size=32, adversarial=False, warmup_epochs=0),
+        **options,
+    )  # fmt: skip
+
+
+def outcome(result):
+    """What must not depend on interruptions: the labelled set, labels and test metrics."""
+    metrics = [record["test"] for record in result.history]
+    return result.labeled.tolist(), result.labels.tolist(), metrics
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_after(round_number):
+    def callback(record):
+        if record["round"] == round_number:
+            raise Stop
+
+    return callback
+
+
+def test_history_and_files(data, tmp_path) -> None:
+    result = run(data, "JIN", checkpoint_dir=tmp_path)
+    assert [r["round"] for r in result.history] == [0, 1, 2, 3]
+    budget = round(0.05 * len(data.train))
+    assert [r["labeled"] for r in result.history] == [60 + k * budget for k in range(4)]
+    assert len(set(result.labeled.tolist())) == result.labeled.numel() == 60 + 3 * budget
+    assert torch.equal(result.labels, data.train.y[result.labeled])
+    for record in result.history[1:]:
+        assert sum(record["picked_per_group"]) == budget
+        assert record["standard_training_seconds"] > 0  # JIN needs M_S
+        assert record["selection_seconds"] >= record["select_seconds"] > 0
+        assert {"clean_accuracy_worst", "robust_f1_disparity"} <= set(record["test"]["summary"])
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["history"] == json.loads(json.dumps(result.history))
+    assert not (tmp_path / "open_round.json").exists()
+    assert json.loads(json.dumps(result.to_dict()))["labeled"] == result.labeled.tolist()
+
+
+def test_standard_model_is_trained_only_when_needed(data) -> None:
+    result = run(data, RAND(15, random_state=0), rounds=1)
+    assert result.history[1]["standard_training_seconds"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options"),
+    [("JIN", {}), ("JIN", {"standard_mode": "scratch"}), ("MinMax", {})],
+)
+def test_killed_run_resumes_to_the_same_result(data, tmp_path, strategy, options) -> None:
+    expected = outcome(run(data, strategy, **options))
+    with pytest.raises(Stop):
+        run(data, strategy, checkpoint_dir=tmp_path, on_round=stop_after(1), **options)
+    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    assert state["round"] == 1
+    resumed = run(data, strategy, checkpoint_dir=tmp_path, resume=True, **options)
+    assert outcome(resumed) == expected
+
+
+def test_strategy_state_travels_in_the_checkpoint(data, tmp_path) -> None:
+    with pytest.raises(Stop):
+        run(data, MinMax(15, random_state=0), checkpoint_dir=tmp_path, on_round=stop_after(2))
+    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    assert state["strategy"]["group_weights"] is not None
+
+
+class FlakyOracle:
+    """Answers ``good_calls`` questions, then raises; records what it was asked."""
+
+    def __init__(self, labels, good_calls):
+        self.labels, self.good_calls, self.asked = labels, good_calls, []
+
+    def __call__(self, indices):
+        if self.good_calls == 0:
+            raise ConnectionError("annotation service down")
+        self.good_calls -= 1
+        self.asked.extend(indices.tolist())
+        return self.labels[indices]
+
+
+def test_an_oracle_that_fails_loses_no_label(data, tmp_path) -> None:
+    expected = outcome(run(data, "JIN"))
+    flaky = FlakyOracle(data.train.y, good_calls=1)
+    with pytest.raises(ConnectionError):
+        run(data, "JIN", checkpoint_dir=tmp_path, oracle=flaky, oracle_batch_size=4)
+    open_round = json.loads((tmp_path / "open_round.json").read_text())
+    assert open_round["round"] == 1 and open_round["labels"] == data.train.y[flaky.asked].tolist()
+    again = FlakyOracle(data.train.y, good_calls=10**6)
+    resumed = run(data, "JIN", checkpoint_dir=tmp_path, resume=True, oracle=again,
+                  oracle_batch_size=4)  # fmt: skip
+    assert set(flaky.asked).isdisjoint(again.asked)  # answered labels are never asked again
+    assert outcome(resumed) == expected
+
+
+def test_checkpoint_writes_are_atomic(data, tmp_path, monkeypatch) -> None:
+    with pytest.raises(Stop):
+        run(data, "RAND", checkpoint_dir=tmp_path, on_round=stop_after(1))
+    before = (tmp_path / "state.pt").read_bytes()
+    real_replace = os.replace
+
+    def crash(source, target):
+        if str(target).endswith("state.pt"):
+            raise OSError("disk full")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        run(data, "RAND", checkpoint_dir=tmp_path, resume=True)
+    assert (tmp_path / "state.pt").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_refuses_other_settings_and_fresh_runs_refuse_old_folders(data, tmp_path) -> None:
+    run(data, "RAND", checkpoint_dir=tmp_path, rounds=1)
+    with pytest.raises(FileExistsError, match="resume=True"):
+        run(data, "RAND", checkpoint_dir=tmp_path, rounds=1)
+    with pytest.raises(ValueError, match="other settings"):
+        run(data, "ENT", checkpoint_dir=tmp_path, rounds=1, resume=True)
+    longer = run(data, "RAND", checkpoint_dir=tmp_path, rounds=2, resume=True)
+    assert len(longer.history) == 3
+
+
+def test_shared_initialization_is_not_modified(data) -> None:
+    init = initialize(data, model_fn=tiny_model, train=TRAIN, seed=0)
+    weights = {k: v.clone() for k, v in init.model.state_dict().items()}
+    a = run(data, "RAND", rounds=1, initialization=init)
+    b = run(data, JIN(15, random_state=0), rounds=1, initialization=init)
+    assert a.history[0] == b.history[0] == init.record
+    assert all(torch.equal(v, init.model.state_dict()[k]) for k, v in weights.items())
+    with pytest.raises(ValueError, match="other settings"):
+        run(data, "RAND", rounds=1, initialization=init, seed=1)
+
+
+def test_bad_arguments(data) -> None:
+    with pytest.raises(ValueError, match="labels"):
+        run(data, "RAND", rounds=1, oracle=lambda idx: torch.zeros(len(idx) + 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="outside"):
+        run(data, "RAND", rounds=1, oracle=lambda idx: torch.full((len(idx),), 10))
+    with pytest.raises(ValueError, match="unknown strategy"):
+        run(data, "QBC")
+    with pytest.raises(ValueError, match="standard_mode"):
+        run(data, "JIN", standard_mode="sometimes")
+    with pytest.raises(TypeError, match="QueryStrategy"):
+        run(data, object())
+
+
+KILLED_RUN = """
+import os, signal, sys
+import torch
+sys.path.insert(0, {root!r})
+from tests.test_loop import run, data_subset
+
+def oracle(indices):
+    if len(calls) == 3:  # round 2's second question: one answer is on disk, then death
+        os.kill(os.getpid(), signal.SIGKILL)
+    calls.append(indices.tolist())
+    return labels[indices]
+
+calls = []
+dataset = data_subset()
+labels = dataset.train.y
+run(dataset, "JIN", checkpoint_dir={folder!r}, oracle=oracle, oracle_batch_size=8)
+"""
+
+
+def data_subset():
+    return digits_domains().subsample(train=300, validation=80, test=120, seed=0)
+
+
+def test_a_process_killed_mid_round_resumes_to_the_same_result(data, tmp_path) -> None:
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    script = KILLED_RUN.format(root=root, folder=str(tmp_path))
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
+    open_round = json.loads((tmp_path / "open_round.json").read_text())
+    assert open_round["round"] == 2 and len(open_round["labels"]) == 8
+    resumed = run(data, "JIN", checkpoint_dir=tmp_path, resume=True)
+    assert outcome(resumed) == outcome(run(data, "JIN"))
