@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements-nodeps.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# Install torch first and pin it, so that no later requirement swaps it for a CUDA build.
-	$(PIP) install --disable-pip-version-check -q $(TORCH_INDEX) "$(TORCH)"
+	$(PIP) install --disable-pip-version-check -q $(TORCH_INDEX) "$(TORCH)" numpy
 	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
 	$(PIP) install --disable-pip-version-check -q -c $(VENV)/constraints.txt -e ".[dev,plot]"
 	$(PIP) install --disable-pip-version-check -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
