@@ -24,10 +24,10 @@ import torch
 
 from fral._io import write_json
 from fral.datasets import DATASETS, DatasetNotAvailableError, FairDataset, load_dataset
-from fral.loop import Initialization, default_model_fn, initialize, run_experiment
+from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
 from fral.models import MobileNetV2, build_model
 from fral.report import final_table, load_results, plot_worst_group, round_line, round_table_header
-from fral.strategies import STRATEGIES, build_strategy
+from fral.strategies import STRATEGIES, strategy_key
 from fral.training import TrainConfig
 
 __all__ = ["main"]
@@ -82,12 +82,12 @@ def _add_loop_options(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier")
     train.add_argument(
-        "--epochs", type=_positive_int, default=15, help="initial adversarial training epochs"
+        "--epochs", type=_positive_int, default=30, help="initial adversarial training epochs"
     )
     train.add_argument(
         "--finetune-epochs",
         type=_positive_int,
-        default=4,
+        default=10,
         help="adversarial fine-tuning epochs per round",
     )
     train.add_argument(
@@ -177,7 +177,7 @@ def _compare(
         print(round_table_header())
         print(round_line("init", initialization.record), flush=True)
         for name in strategies:
-            strategy = build_strategy(name, budget, random_state=seed)
+            strategy = strategy_for(name, budget, dataset, seed=seed)
             label = strategy.name
             result = run_experiment(
                 strategy, dataset, model_fn=model_fn, rounds=args.rounds, seed=seed,
@@ -230,7 +230,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     for name in args.strategy:  # fail on a typo before any training
-        build_strategy(name, 1)
+        strategy_key(name)
     dataset = load_dataset(args.dataset, seed=args.split_seed)
     if args.limit is not None:
         dataset = dataset.subsample(train=args.limit, seed=args.split_seed)

@@ -22,6 +22,7 @@ with the labelled set and metrics of the uninterrupted run.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -40,8 +41,8 @@ from fral.datasets import FairDataset, load_dataset
 from fral.metrics import evaluate, group_ranking
 from fral.models import MLP, SmallCNN
 from fral.pool import Pool, initial_split
-from fral.protocol import QueryStrategy
-from fral.strategies import build_strategy
+from fral.protocol import QueryStrategy, Strategy
+from fral.strategies import STRATEGIES, build_strategy, strategy_key
 from fral.training import TrainConfig, Trainer
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "default_model_fn",
     "initialize",
     "run_experiment",
+    "strategy_for",
 ]
 
 Oracle = Callable[[torch.Tensor], Any]
@@ -143,6 +145,18 @@ def _evaluation(model: nn.Module, data: Pool, attack: PGD, seed: int) -> dict[st
 
 def _attack_for(dataset: FairDataset, steps: int) -> PGD:
     return PGD(eps=dataset.eps, alpha=dataset.alpha, steps=steps, bounds=dataset.bounds)
+
+
+def strategy_for(
+    name: str, budget: int, dataset: FairDataset, *, seed: int = 0, attack_steps: int = 5
+) -> Strategy:
+    """A strategy by paper name for ``dataset``: seeded, and where it attacks (JIN, G-RAND,
+    G-ENT, MinMax, OPT, FairAL) with the data set's threat model (``eps``, ``alpha``,
+    ``bounds``), not the image default."""
+    options: dict[str, Any] = {"random_state": seed}
+    if "attack" in inspect.signature(STRATEGIES[strategy_key(name)]).parameters:
+        options["attack"] = _attack_for(dataset, attack_steps)
+    return build_strategy(name, budget, **options)
 
 
 def _train_config(dataset: FairDataset, config: TrainConfig | None) -> TrainConfig:
@@ -338,9 +352,9 @@ def run_experiment(
     Parameters
     ----------
     strategy : QueryStrategy or str
-        A strategy object, or a paper name (``"JIN"``, ``"RAND"``, ``"G-ENT"``...) built with
-        budget ``round(budget_fraction * |D|)`` and ``random_state=seed``. An object keeps its
-        own budget.
+        A strategy object, or a paper name (``"JIN"``, ``"RAND"``, ``"G-ENT"``...) built by
+        :func:`strategy_for` with budget ``round(budget_fraction * |D|)``, ``random_state=seed``
+        and the data set's threat model. An object keeps its own budget and options.
     dataset : FairDataset or str
         The data (its train split is ``D = D_L + D_U``), or a name for
         :func:`fral.datasets.load_dataset` (split with ``seed``).
@@ -414,7 +428,7 @@ def run_experiment(
     size = len(dataset.train)
     if isinstance(strategy, str):
         budget = max(1, round(budget_fraction * size))
-        strategy = build_strategy(strategy, budget, random_state=seed)
+        strategy = strategy_for(strategy, budget, dataset, seed=seed, attack_steps=attack_steps)
     if not isinstance(strategy, QueryStrategy):
         raise TypeError("strategy must follow fral.QueryStrategy (budget, requires, select)")
     model_fn = model_fn or default_model_fn(dataset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from fral.datasets import digits_domains
-from fral.loop import initialize, run_experiment
+from fral.loop import initialize, run_experiment, strategy_for
 from fral.models import SmallCNN
 from fral.strategies import JIN, RAND, MinMax
 from fral.training import TrainConfig
@@ -214,3 +215,12 @@ def test_a_process_killed_mid_round_resumes_to_the_same_result(data, tmp_path) -
     assert open_round["round"] == 2 and len(open_round["labels"]) == 8
     resumed = run(data, "JIN", checkpoint_dir=tmp_path, resume=True)
     assert outcome(resumed) == outcome(run(data, "JIN"))
+
+
+def test_strategies_built_by_name_use_the_datasets_threat_model(data) -> None:
+    tabular_like = dataclasses.replace(data, eps=0.1, alpha=0.05, bounds=None)
+    jin = strategy_for("JIN", 5, tabular_like, seed=3)
+    assert (jin.attack.eps, jin.attack.alpha, jin.attack.bounds) == (0.1, 0.05, None)
+    assert strategy_for("g-rand", 5, tabular_like).worst_group.attack.bounds is None
+    assert strategy_for("MinMax", 5, tabular_like).attack.eps == 0.1
+    assert strategy_for("RAND", 5, tabular_like, seed=3).random_state == 3  # no attack to set

@@ -45,6 +45,7 @@ __all__ = [
     "FairAL",
     "MinMax",
     "build_strategy",
+    "strategy_key",
 ]
 
 #: The paper's names (lower case, dashes optional) to strategy classes.
@@ -62,17 +63,19 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
+def strategy_key(name: str) -> str:
+    """The :data:`STRATEGIES` key of a paper name (case, ``_`` and ``G-`` spelling forgiven)."""
+    key = name.lower().replace("_", "-")
+    if key in ("grand", "gent"):
+        key = f"g-{key[1:]}"
+    if key not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    return key
+
+
 def build_strategy(name: str, budget: int, **options: Any) -> Strategy:
     """A strategy by its paper name (``"JIN"``, ``"G-RAND"``, ``"FairAL"``...), case-insensitive.
 
     ``options`` go to the strategy's constructor (``random_state``, ``attack``...).
     """
-    key = name.lower().replace("_", "-")
-    if key in ("grand", "gent"):
-        key = f"g-{key[1:]}"
-    try:
-        cls = STRATEGIES[key]
-    except KeyError:
-        names = ", ".join(STRATEGIES)
-        raise ValueError(f"unknown strategy {name!r}; choose from {names}") from None
-    return cls(budget, **options)
+    return STRATEGIES[strategy_key(name)](budget, **options)
