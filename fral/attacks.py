@@ -262,40 +262,6 @@ def _predictions(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return view(x).argmax(dim=1)
 
 
-class TorchattacksAttack:
-    """Adapter for a torchattacks attack object (``atk(images, labels)``).
-
-    torchattacks binds an attack to one model; calling it for another model raises a
-    ``ValueError`` rather than attacking the wrong one. With ``y=None`` the model's own
-    predictions are attacked. The random start follows torchattacks' global RNG, not
-    ``generator``. Every submodule's train/eval flag is restored afterwards.
-    """
-
-    def __init__(self, attack: Any) -> None:
-        self.attack = attack
-
-    def __repr__(self) -> str:
-        return f"TorchattacksAttack({self.attack!r})"
-
-    def __call__(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        if getattr(self.attack, "model", None) is not model:
-            raise ValueError(
-                f"the torchattacks attack {type(self.attack).__name__} is bound to a different "
-                "model than the one fral asks it to attack; build it on that model"
-            )
-        if y is None:
-            y = _predictions(model, x)
-        with preserved_mode(model, training=None):
-            return self.attack(x, y).detach()
-
-
 class CallableAttack:
     """Adapter for a user function ``fn(model, x, y) -> x_adv``; ``y=None`` becomes the
     model's predictions. The model's train/eval flags are restored afterwards."""
@@ -304,7 +270,10 @@ class CallableAttack:
         self.function = function
 
     def __repr__(self) -> str:
-        return f"CallableAttack({self.function!r})"
+        return f"{type(self).__name__}({self.function!r})"
+
+    def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
+        return self.function(model, x, y)
 
     def __call__(
         self,
@@ -317,7 +286,7 @@ class CallableAttack:
         if y is None:
             y = _predictions(model, x)
         with preserved_mode(model, training=None):
-            x_adv = self.function(model, x, y)
+            x_adv = self._attack(model, x, y)
         if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
             raise ValueError(
                 f"the attack returned {type(x_adv).__name__}, not a tensor shaped {tuple(x.shape)}"
@@ -325,11 +294,34 @@ class CallableAttack:
         return x_adv.detach()
 
 
+class TorchattacksAttack(CallableAttack):
+    """Adapter for a torchattacks attack object (``atk(images, labels)``).
+
+    torchattacks binds an attack to one model; calling it for another model raises a
+    ``ValueError`` rather than attacking the wrong one. With ``y=None`` the model's own
+    predictions are attacked. The random start follows torchattacks' global RNG, not
+    ``generator``. Every submodule's train/eval flag is restored afterwards (torchattacks
+    itself restores only the top-level one).
+    """
+
+    def __init__(self, attack: Any) -> None:
+        super().__init__(attack)
+        self.attack = attack
+
+    def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
+        if getattr(self.attack, "model", None) is not model:
+            raise ValueError(
+                f"the torchattacks attack {type(self.attack).__name__} is bound to a different "
+                "model than the one fral asks it to attack; build it on that model"
+            )
+        return self.attack(x, y)
+
+
 def _is_torchattacks(obj: Any) -> bool:
     return any(cls.__module__.startswith("torchattacks") for cls in type(obj).__mro__)
 
 
-def as_attack(attack: Any = None) -> PGD | TorchattacksAttack | CallableAttack:
+def as_attack(attack: Any = None) -> PGD | CallableAttack:
     """Normalise whatever the user passed as an attack.
 
     ``None`` gives the paper's :class:`PGD` (PGD-5, 4/255); a :class:`PGD` or an adapter is
@@ -338,7 +330,7 @@ def as_attack(attack: Any = None) -> PGD | TorchattacksAttack | CallableAttack:
     """
     if attack is None:
         return PGD()
-    if isinstance(attack, (PGD, TorchattacksAttack, CallableAttack)):
+    if isinstance(attack, (PGD, CallableAttack)):
         return attack
     if _is_torchattacks(attack):
         return TorchattacksAttack(attack)
@@ -351,7 +343,7 @@ def as_attack(attack: Any = None) -> PGD | TorchattacksAttack | CallableAttack:
 
 
 def run_attack(
-    attack: PGD | TorchattacksAttack | CallableAttack,
+    attack: PGD | CallableAttack,
     model: nn.Module,
     view: EvalView,
     x: torch.Tensor,

@@ -20,12 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
-
 from fral._io import write_json
 from fral.datasets import DATASETS, DatasetNotAvailableError, FairDataset, load_dataset
 from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
-from fral.models import MobileNetV2, build_model
 from fral.report import final_table, load_results, plot_worst_group, round_line, round_table_header
 from fral.strategies import STRATEGIES, strategy_key
 from fral.training import TrainConfig
@@ -130,21 +127,6 @@ def _configs(args: argparse.Namespace, dataset: FairDataset) -> dict[str, TrainC
     }
 
 
-def _model_fn(args: argparse.Namespace, dataset: FairDataset) -> Any:
-    if args.model is None:
-        return default_model_fn(dataset)
-    if args.model == "mlp":
-        features = int(torch.tensor(dataset.input_shape).prod())
-        return lambda: build_model("mlp", in_features=features, num_classes=dataset.num_classes)
-    if len(dataset.input_shape) != 3:
-        raise ValueError(f"--model {args.model} needs image data; {dataset.name} is tabular")
-    channels = dataset.input_shape[0]
-    if args.model == "mobilenetv2":
-        return lambda: MobileNetV2(dataset.num_classes, channels, width=args.width)
-    return lambda: build_model("smallcnn", num_classes=dataset.num_classes, in_channels=channels,
-                               channels=(16, 32))  # fmt: skip
-
-
 def _compare(
     dataset: FairDataset,
     strategies: Sequence[str],
@@ -154,7 +136,7 @@ def _compare(
 ) -> list[dict[str, Any]]:
     """Every strategy on every seed, round 0 shared per seed; returns the result dicts."""
     configs = _configs(args, dataset)
-    model_fn = _model_fn(args, dataset)
+    model_fn = default_model_fn(dataset, args.model, width=args.width)
     budget = max(1, round(args.budget_fraction * len(dataset.train)))
     results = []
     print(f"{dataset.name}: {len(dataset.train)} train / {len(dataset.validation)} validation / "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -39,7 +40,7 @@ from fral._modules import check_module
 from fral.attacks import PGD
 from fral.datasets import FairDataset, load_dataset
 from fral.metrics import evaluate, group_ranking
-from fral.models import MLP, SmallCNN
+from fral.models import MLP, MobileNetV2, SmallCNN
 from fral.pool import Pool, initial_split
 from fral.protocol import QueryStrategy, Strategy
 from fral.strategies import STRATEGIES, build_strategy, strategy_key
@@ -75,12 +76,25 @@ class DatasetOracle:
         return self.labels[indices]
 
 
-def default_model_fn(dataset: FairDataset) -> Callable[[], nn.Module]:
-    """A small model for the data set: :class:`SmallCNN` for images, :class:`MLP` otherwise."""
-    if len(dataset.input_shape) == 3:
-        channels = dataset.input_shape[0]
-        return lambda: SmallCNN(dataset.num_classes, channels, channels=(16, 32))
-    return lambda: MLP(int(torch.tensor(dataset.input_shape).prod()), dataset.num_classes)
+def default_model_fn(
+    dataset: FairDataset, name: str | None = None, *, width: float = 0.5
+) -> Callable[[], nn.Module]:
+    """``model_fn`` for the data set: ``name`` in ``{"smallcnn", "mobilenetv2", "mlp"}``,
+    default :class:`~fral.models.SmallCNN` for images and :class:`~fral.models.MLP` for
+    tabular rows; ``width`` is MobileNetV2's width multiplier."""
+    image = len(dataset.input_shape) == 3
+    name = name or ("smallcnn" if image else "mlp")
+    classes = dataset.num_classes
+    if name == "mlp":
+        return lambda: MLP(math.prod(dataset.input_shape), classes)
+    if not image:
+        raise ValueError(f"model {name!r} needs image data; {dataset.name} is tabular")
+    channels = dataset.input_shape[0]
+    if name == "mobilenetv2":
+        return lambda: MobileNetV2(classes, channels, width=width)
+    if name == "smallcnn":
+        return lambda: SmallCNN(classes, channels, channels=(16, 32))
+    raise ValueError(f"unknown model {name!r}; choose from smallcnn, mobilenetv2, mlp")
 
 
 def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
