@@ -5,6 +5,8 @@
 """
 
 from fral.attacks import PGD, TorchattacksAttack, as_attack, pgd
+from fral.datasets import FairDataset, load_dataset
+from fral.loop import initialize, run_experiment
 from fral.metrics import (
     Evaluation,
     GroupMetric,
@@ -45,6 +47,7 @@ from fral.strategies import (
     MinMax,
     build_strategy,
 )
+from fral.training import TrainConfig, Trainer, adversarial_train, standard_train, trades_loss
 
 __version__ = "0.1.0"
 
@@ -61,13 +64,17 @@ __all__ = [
     "STRATEGIES",
     "Evaluation",
     "FairAL",
+    "FairDataset",
     "GroupMetric",
     "MinMax",
     "Pool",
     "QueryStrategy",
     "Strategy",
     "TorchattacksAttack",
+    "TrainConfig",
+    "Trainer",
     "__version__",
+    "adversarial_train",
     "as_attack",
     "build_strategy",
     "embeddings",
@@ -79,14 +86,19 @@ __all__ = [
     "group_f1",
     "group_ranking",
     "inconsistency_scores",
+    "initialize",
     "kl_from_logits",
+    "load_dataset",
     "logits",
     "pgd",
     "probabilities",
     "robust_inconsistency",
     "robust_inconsistency_scores",
+    "run_experiment",
     "standard_inconsistency",
     "standard_inconsistency_scores",
+    "standard_train",
+    "trades_loss",
     "worst_group",
     "zscore",
 ]

@@ -135,6 +135,10 @@ def _compare(
     out: Path,
 ) -> list[dict[str, Any]]:
     """Every strategy on every seed, round 0 shared per seed; returns the result dicts."""
+    if not args.resume and any((out / f"seed{seed}").exists() for seed in seeds):
+        raise ValueError(
+            f"{out} already holds runs: add --resume to continue them, or choose another --out"
+        )
     configs = _configs(args, dataset)
     model_fn = default_model_fn(dataset, args.model, width=args.width)
     budget = max(1, round(args.budget_fraction * len(dataset.train)))
@@ -202,7 +206,8 @@ def _demo(args: argparse.Namespace) -> None:
         dataset = dataset.subsample(train=600, validation=120, test=300, seed=args.seed)
         args.rounds, args.epochs, args.finetune_epochs, args.standard_epochs = 2, 2, 1, 2
         args.budget_fraction = 0.05
-    out = Path(args.out)
+    out = Path(args.out or time.strftime("runs/demo-%Y%m%d-%H%M%S"))
+    print(f"writing to {out}", flush=True)
     start = time.perf_counter()
     results = _compare(dataset, ["RAND", "JIN"], [args.seed], args, out)
     _write_outputs(results, out, "accuracy")
@@ -234,11 +239,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="JIN vs RAND on digits_domains, about 5 minutes")
-    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument(
+        "--out", default=None, help="output folder (default: a new runs/demo-<date>-<time>)"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--tiny", action="store_true", help="a seconds-long version (for CI)")
     demo.add_argument("--resume", action="store_true", help="continue an interrupted demo")
-    demo.add_argument("--progress", action="store_true", help="progress bars")
+    demo.add_argument("--progress", action="store_true", help="progress bars (rounds, epochs)")
     _add_loop_options(demo)
 
     run = commands.add_parser("run", help="any data set, strategies and seeds")
@@ -257,7 +264,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metric", choices=["accuracy", "f1"], default="accuracy")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--resume", action="store_true", help="continue the runs saved in --out")
-    run.add_argument("--progress", action="store_true", help="progress bars")
+    run.add_argument(
+        "--no-progress", dest="progress", action="store_false",
+        help="no progress bars (rounds, training epochs, oracle)",
+    )  # fmt: skip
     _add_loop_options(run)
 
     report = commands.add_parser("report", help="Table 1 and plot from saved runs")

@@ -296,8 +296,8 @@ class _Checkpoint:
             stored = json.loads(path.read_text())
             if not resume:
                 raise FileExistsError(
-                    f"{self.folder} holds a run already; pass resume=True to continue it or "
-                    "choose another checkpoint_dir"
+                    f"{self.folder} holds a run already: resume it (resume=True, fral --resume) "
+                    "or choose another folder"
                 )
             mismatch = {
                 key for key in set(stored) | set(settings)

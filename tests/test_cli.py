@@ -41,7 +41,7 @@ def test_run_and_resume(tmp_path, capsys) -> None:
                "--out", str(tmp_path)]  # fmt: skip
     assert main(options) == 0
     assert main(options) == 1  # the folder holds a run: refused without --resume
-    assert "resume" in capsys.readouterr().err
+    assert "already holds runs: add --resume" in capsys.readouterr().err
     assert main([*options[:6], "2", *options[7:], "--resume"]) == 0
     history = json.loads((tmp_path / "seed0" / "G-ENT" / "history.json").read_text())
     assert [r["round"] for r in history["history"]] == [0, 1, 2]
