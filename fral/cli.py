@@ -23,7 +23,14 @@ from typing import Any, NoReturn
 from fral._io import write_json
 from fral.datasets import DATASETS, DatasetNotAvailableError, FairDataset, load_dataset
 from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
-from fral.report import final_table, load_results, plot_worst_group, round_line, round_table_header
+from fral.report import (
+    final_table,
+    load_results,
+    plot_worst_group,
+    round_line,
+    round_table_header,
+    timing_table,
+)
 from fral.strategies import STRATEGIES, strategy_key
 from fral.training import TrainConfig
 
@@ -70,6 +77,10 @@ def _add_loop_options(parser: argparse.ArgumentParser) -> None:
                        help="M_S each round: continue the last one (default) or retrain "
                             "from scratch as the paper")  # fmt: skip
     group.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    group.add_argument(
+        "--attack-steps", type=_positive_int, default=5,
+        help="PGD steps of the evaluation, worst-group and strategy attacks (default 5)",
+    )  # fmt: skip
     train = parser.add_argument_group("training (SGD, warm-up + cosine, TRADES)")
     train.add_argument(
         "--model",
@@ -156,6 +167,7 @@ def _compare(
             initialization = initialize(
                 dataset, model_fn=model_fn, train=configs["train"], seed=seed,
                 initial_fraction=args.initial_fraction, device=args.device, progress=args.progress,
+                attack_steps=args.attack_steps,
             )  # fmt: skip
             initialization.save(init_path)
             print(f"seed {seed}: initial adversarial training took "
@@ -163,13 +175,17 @@ def _compare(
         print(round_table_header())
         print(round_line("init", initialization.record), flush=True)
         for name in strategies:
-            strategy = strategy_for(name, budget, dataset, seed=seed)
+            strategy = strategy_for(
+                name, budget, dataset, seed=seed, attack_steps=args.attack_steps,
+                progress=args.progress,
+            )  # fmt: skip
             label = strategy.name
             result = run_experiment(
                 strategy, dataset, model_fn=model_fn, rounds=args.rounds, seed=seed,
                 initial_fraction=args.initial_fraction, train=configs["train"],
                 finetune=configs["finetune"], standard=configs["standard"],
                 standard_mode=args.standard_mode, device=args.device,
+                attack_steps=args.attack_steps,
                 checkpoint_dir=folder / label, resume=args.resume,
                 initialization=initialization, progress=args.progress,
                 on_round=lambda record, label=label: print(round_line(label, record), flush=True),
@@ -181,23 +197,12 @@ def _compare(
 def _write_outputs(results: list[dict[str, Any]], out: Path, metric: str) -> None:
     write_json(out / "results.json", results)
     table = final_table(results, metric)
-    (out / "table.md").write_text(table + "\n")
     png = plot_worst_group(results, out / "worst_group.png", metric)
+    timing = timing_table(results)
+    (out / "table.md").write_text(f"{table}\n\n{timing}\n")
     print("\nFinal round, test set (mean ± std over seeds, %):\n" + table)
+    print("\nWall time per round:\n" + timing)
     print(f"\nwrote {out / 'results.json'}, {out / 'table.md'} and {png}")
-
-
-def _selection_share(results: list[dict[str, Any]]) -> str:
-    lines = []
-    for result in results:
-        rounds = result["history"][1:]
-        selection = sum(r.get("selection_seconds", 0.0) for r in rounds)
-        training = sum(r.get("training_seconds", 0.0) for r in rounds)
-        if rounds and training > 0:
-            lines.append(f"{result['strategy']}: selection {selection:.1f} s "
-                         f"({100 * selection / training:.1f}% of the fine-tuning's "
-                         f"{training:.1f} s)")  # fmt: skip
-    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -211,7 +216,6 @@ def _demo(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     results = _compare(dataset, ["RAND", "JIN"], [args.seed], args, out)
     _write_outputs(results, out, "accuracy")
-    print(_selection_share(results))
     print(f"demo wall time: {time.perf_counter() - start:.1f} s")
 
 
@@ -224,12 +228,13 @@ def _run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     results = _compare(dataset, args.strategy, args.seeds, args, out)
     _write_outputs(results, out, args.metric)
-    print(_selection_share(results))
 
 
 def _report(args: argparse.Namespace) -> None:
     results = load_results(args.paths)
     print(final_table(results, args.metric))
+    print()
+    print(timing_table(results))
     if args.plot:
         print(f"wrote {plot_worst_group(results, args.plot, args.metric)}")
 

@@ -162,14 +162,23 @@ def _attack_for(dataset: FairDataset, steps: int) -> PGD:
 
 
 def strategy_for(
-    name: str, budget: int, dataset: FairDataset, *, seed: int = 0, attack_steps: int = 5
+    name: str,
+    budget: int,
+    dataset: FairDataset,
+    *,
+    seed: int = 0,
+    attack_steps: int = 5,
+    progress: bool = False,
 ) -> Strategy:
     """A strategy by paper name for ``dataset``: seeded, and where it attacks (JIN, G-RAND,
     G-ENT, MinMax, OPT, FairAL) with the data set's threat model (``eps``, ``alpha``,
-    ``bounds``), not the image default."""
+    ``bounds``), not the image default; ``progress`` reaches those that show a bar (FairAL)."""
     options: dict[str, Any] = {"random_state": seed}
-    if "attack" in inspect.signature(STRATEGIES[strategy_key(name)]).parameters:
+    parameters = inspect.signature(STRATEGIES[strategy_key(name)]).parameters
+    if "attack" in parameters:
         options["attack"] = _attack_for(dataset, attack_steps)
+    if "progress" in parameters:
+        options["progress"] = progress
     return build_strategy(name, budget, **options)
 
 
@@ -442,7 +451,9 @@ def run_experiment(
     size = len(dataset.train)
     if isinstance(strategy, str):
         budget = max(1, round(budget_fraction * size))
-        strategy = strategy_for(strategy, budget, dataset, seed=seed, attack_steps=attack_steps)
+        strategy = strategy_for(
+            strategy, budget, dataset, seed=seed, attack_steps=attack_steps, progress=progress
+        )
     if not isinstance(strategy, QueryStrategy):
         raise TypeError("strategy must follow fral.QueryStrategy (budget, requires, select)")
     model_fn = model_fn or default_model_fn(dataset)

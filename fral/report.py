@@ -21,6 +21,7 @@ __all__ = [
     "plot_worst_group",
     "round_line",
     "round_table_header",
+    "timing_table",
 ]
 
 #: (header, summary key, scale) of the paper's Table 1 columns, accuracy version.
@@ -116,6 +117,29 @@ def final_table(results: Sequence[dict[str, Any]], metric: str = "accuracy") -> 
             for _, key in TABLE_COLUMNS
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(summaries)} |")
+    return "\n".join(lines)
+
+
+def timing_table(results: Sequence[dict[str, Any]]) -> str:
+    """The paper's Table 2 for these results: per strategy, the mean wall time per round of
+    selection (worst group and ``M_S`` training included where the strategy needs them) and of
+    adversarial fine-tuning, and selection as a share of fine-tuning; Markdown."""
+    totals: dict[str, list[float]] = {}
+    for result in results:
+        for record in result["history"][1:]:
+            entry = totals.setdefault(result["strategy"], [0.0, 0.0, 0])
+            entry[0] += record.get("selection_seconds", 0.0)
+            entry[1] += record.get("training_seconds", 0.0)
+            entry[2] += 1
+    lines = [
+        "| Method | selection s / round | fine-tuning s / round | selection / fine-tuning |",
+        "|---|---|---|---|",
+    ]
+    for name, (selection, training, rounds) in totals.items():
+        share = 100 * selection / training if training > 0 else math.nan
+        lines.append(
+            f"| {name} | {selection / rounds:.2f} | {training / rounds:.2f} | {share:.1f}% |"
+        )
     return "\n".join(lines)
 
 

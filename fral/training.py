@@ -393,14 +393,15 @@ def adversarial_train(
     data: Pool | tuple[torch.Tensor, torch.Tensor],
     *,
     random_state: RandomState = None,
-    progress: bool = False,
+    progress: bool = True,
     **options: Any,
 ) -> Trainer:
     """TRADES-train ``model`` in place on labelled ``data``; returns the trainer to continue.
 
-    ``options`` are :class:`TrainConfig` fields (``epochs``, ``batch_size``, ``lr``,
-    ``momentum``, ``weight_decay``, ``warmup_epochs``, ``beta``, ``eps``, ``alpha``, ``steps``,
-    ``bounds``, ``oversample``, ``amp``). Call ``trainer.fit(new_data)`` to fine-tune from the
+    A tqdm bar per epoch unless ``progress=False``. ``options`` are :class:`TrainConfig`
+    fields (``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``,
+    ``warmup_epochs``, ``beta``, ``eps``, ``alpha``, ``steps``, ``bounds``, ``oversample``,
+    ``amp``). Call ``trainer.fit(new_data)`` to fine-tune from the
     current weights and optimiser state.
     """
     trainer = Trainer(model, TrainConfig(adversarial=True, **options), random_state, progress)
@@ -413,7 +414,7 @@ def standard_train(
     data: Pool | tuple[torch.Tensor, torch.Tensor],
     *,
     random_state: RandomState = None,
-    progress: bool = False,
+    progress: bool = True,
     **options: Any,
 ) -> Trainer:
     """Cross-entropy training of the auxiliary standard model ``M_S``, in place.

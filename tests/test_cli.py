@@ -26,6 +26,7 @@ def test_tiny_demo_writes_json_table_and_png(demo_output, capsys) -> None:
     assert (demo_output / "worst_group.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (demo_output / "table.md").read_text()
     assert "| Initialization |" in table and "| JIN |" in table
+    assert "selection / fine-tuning" in table
     assert (demo_output / "seed0" / "JIN" / "history.json").exists()
 
 
@@ -33,6 +34,7 @@ def test_report_reads_saved_runs(demo_output, capsys, tmp_path) -> None:
     assert main(["report", str(demo_output), "--plot", str(tmp_path / "p.png")]) == 0
     printed = capsys.readouterr().out
     assert "| RAND |" in printed and (tmp_path / "p.png").exists()
+    assert "| JIN |" in printed.split("selection / fine-tuning")[1]  # the timing table
 
 
 def test_run_and_resume(tmp_path, capsys) -> None:

@@ -224,3 +224,5 @@ def test_strategies_built_by_name_use_the_datasets_threat_model(data) -> None:
     assert strategy_for("g-rand", 5, tabular_like).worst_group.attack.bounds is None
     assert strategy_for("MinMax", 5, tabular_like).attack.eps == 0.1
     assert strategy_for("RAND", 5, tabular_like, seed=3).random_state == 3  # no attack to set
+    assert not strategy_for("FairAL", 5, tabular_like).progress
+    assert strategy_for("FairAL", 5, tabular_like, progress=True).progress

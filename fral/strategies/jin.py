@@ -74,6 +74,8 @@ class JIN(Strategy):
     >>> picks = JIN(budget=100).select(model_r, model_s, pool, validation=val)  # doctest: +SKIP
     """
 
+    group_aware = True
+
     def __init__(
         self,
         budget: int,
@@ -98,8 +100,6 @@ class JIN(Strategy):
         self.batch_size = batch_size
         self.amp = amp
         self.optimize = optimize
-
-    group_aware = True
 
     def __repr__(self) -> str:
         return f"JIN(budget={self.budget}, components={self.components})"
