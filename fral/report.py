@@ -181,15 +181,17 @@ def plot_worst_group(
             low = [m - s for m, s in zip(means, spreads, strict=True)]
             high = [m + s for m, s in zip(means, spreads, strict=True)]
             if any(not math.isclose(s, 0.0) for s in spreads):
-                axis.fill_between(rounds, low, high, alpha=0.2)
+                axis.fill_between(rounds, low, high, alpha=0.12)
         axis.set_title(f"{title} {metric}")
         axis.set_xlabel("active round (0 = initialization)")
         axis.set_ylabel(f"{metric} (%)")
         axis.grid(alpha=0.3)
-        axis.legend()
+    handles, labels = axes[0].get_legend_handles_labels()
     figure.tight_layout()
+    # One legend for both panels, outside them, so that no curve is hidden.
+    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
