@@ -23,29 +23,31 @@ __all__ = [
 ]
 
 
-def _check_logits(logits: torch.Tensor, name: str) -> None:
+def _check_logits(logits: torch.Tensor, name: str, *, values: bool = True) -> None:
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
     if logits.dim() != 2:
         raise ValueError(f"{name} must have shape (N, C), got {tuple(logits.shape)}")
     if not logits.is_floating_point():
         raise TypeError(f"{name} must be floating point, got {logits.dtype}")
-    if not bool(torch.isfinite(logits).all()):
+    if values and not bool(torch.isfinite(logits).all()):
         raise ValueError(f"{name} holds NaN or infinite values")
 
 
 def _check_pair(p_logits: torch.Tensor, q_logits: torch.Tensor, names: tuple[str, str]) -> None:
-    _check_logits(p_logits, names[0])
-    _check_logits(q_logits, names[1])
+    _check_logits(p_logits, names[0], values=False)
+    _check_logits(q_logits, names[1], values=False)
     if p_logits.shape != q_logits.shape:
         raise ValueError(
             f"{names[0]} and {names[1]} must have the same shape, got "
             f"{tuple(p_logits.shape)} and {tuple(q_logits.shape)}"
         )
-    if p_logits.device != q_logits.device:
+    if p_logits.device != q_logits.device:  # before any value is read on either device
         raise ValueError(
             f"{names[0]} is on {p_logits.device} but {names[1]} is on {q_logits.device}"
         )
+    _check_logits(p_logits, names[0])
+    _check_logits(q_logits, names[1])
 
 
 def kl_from_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -177,6 +179,12 @@ def test_nan_logits_are_refused(setup) -> None:
 
     with pytest.raises(ValueError, match="NaN"):
         JIN(3).select(model_r, Broken(), pool)
+
+
+def test_models_on_different_devices_are_refused_on_any_machine(setup) -> None:
+    model_r, model_s, pool, _ = setup
+    with pytest.raises(ValueError, match="model_r is on meta but model_s is on cpu"):
+        JIN(3).select(copy.deepcopy(model_r).to("meta"), model_s, pool)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -102,7 +102,17 @@ def test_bad_input_raises(call, error) -> None:
         call()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs two devices")
+def test_mismatched_devices_raise_on_any_machine() -> None:
+    # The "meta" device holds no values, so a second device exists on every machine.
+    with pytest.raises(ValueError, match="q_logits is on meta"):
+        kl_from_logits(P, Q.to("meta"))
+    with pytest.raises(ValueError, match="logits_clean is on meta"):
+        robust_inconsistency(P.to("meta"), Q)
+    with pytest.raises(ValueError, match="different devices"):
+        fuse(torch.ones(3), torch.ones(3, device="meta"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_mismatched_devices_raise() -> None:
     with pytest.raises(ValueError, match="cuda"):
         kl_from_logits(P, Q.cuda())
