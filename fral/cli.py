@@ -31,7 +31,7 @@ from fral.report import (
     round_table_header,
     timing_table,
 )
-from fral.strategies import STRATEGIES, strategy_key
+from fral.strategies import ABLATIONS, STRATEGIES, strategy_key
 from fral.training import TrainConfig
 
 __all__ = ["main"]
@@ -259,7 +259,8 @@ def _parser() -> argparse.ArgumentParser:
         "--strategy",
         nargs="+",
         default=["JIN", "RAND"],
-        help=f"one or more of {', '.join(STRATEGIES)} (case-insensitive)",
+        help=f"one or more of {', '.join([*STRATEGIES, *ABLATIONS])} (case-insensitive; "
+        "jin-s and jin-r are the paper's S and R ablations)",
     )
     run.add_argument("--seeds", nargs="+", type=int, default=[0])
     run.add_argument("--split-seed", type=int, default=0, help="seed of the data split")

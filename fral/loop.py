@@ -43,7 +43,7 @@ from fral.metrics import evaluate, group_ranking
 from fral.models import MLP, MobileNetV2, SmallCNN
 from fral.pool import Pool, initial_split
 from fral.protocol import QueryStrategy, Strategy
-from fral.strategies import STRATEGIES, build_strategy, strategy_key
+from fral.strategies import build_strategy, strategy_class
 from fral.training import TrainConfig, Trainer
 
 __all__ = [
@@ -174,7 +174,7 @@ def strategy_for(
     G-ENT, MinMax, OPT, FairAL) with the data set's threat model (``eps``, ``alpha``,
     ``bounds``), not the image default; ``progress`` reaches those that show a bar (FairAL)."""
     options: dict[str, Any] = {"random_state": seed}
-    parameters = inspect.signature(STRATEGIES[strategy_key(name)]).parameters
+    parameters = inspect.signature(strategy_class(name)).parameters
     if "attack" in parameters:
         options["attack"] = _attack_for(dataset, attack_steps)
     if "progress" in parameters:

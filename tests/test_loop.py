@@ -16,7 +16,7 @@ import torch
 from fral.datasets import digits_domains
 from fral.loop import initialize, run_experiment, strategy_for
 from fral.models import SmallCNN
-from fral.strategies import JIN, RAND, MinMax
+from fral.strategies import JIN, RAND, MinMax, build_strategy
 from fral.training import TrainConfig
 
 TRAIN = TrainConfig(epochs=1, batch_size=32, lr=0.05, warmup_epochs=0.5, steps=2)
@@ -226,3 +226,17 @@ def test_strategies_built_by_name_use_the_datasets_threat_model(data) -> None:
     assert strategy_for("RAND", 5, tabular_like, seed=3).random_state == 3  # no attack to set
     assert not strategy_for("FairAL", 5, tabular_like).progress
     assert strategy_for("FairAL", 5, tabular_like, progress=True).progress
+
+
+def test_the_papers_ablations_have_names(data) -> None:
+    standard_only = strategy_for("JIN-S", 5, data, seed=1)
+    assert isinstance(standard_only, JIN) and standard_only.components == ("standard",)
+    assert standard_only.name == "JIN-S" and standard_only.requires == {"model_s"}
+    robust_only = build_strategy("jin_r", 5)
+    assert robust_only.components == ("robust",) and robust_only.name == "JIN-R"
+    assert robust_only.requires == frozenset()  # the loop trains no M_S for it
+    assert build_strategy("JIN", 5).name == "JIN"
+    with pytest.raises(ValueError, match="JIN-S fixes components"):
+        build_strategy("JIN-S", 5, components=("robust",))
+    with pytest.raises(ValueError, match="jin-s, jin-r"):
+        build_strategy("JIN-X", 5)

@@ -14,6 +14,9 @@ MinMax     :class:`~fral.strategies.minmax.MinMax`       validation
 OPT        :class:`~fral.strategies.opt.OPT`             validation, labeled
 FairAL     :class:`~fral.strategies.fairal.FairAL`       validation
 =========  ============================================  ====================================
+
+The paper's ablations (Table 3) have names too: ``JIN-S`` is JIN with the standard
+inconsistency alone (``components=("standard",)``), ``JIN-R`` with the robust one alone.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from fral.strategies.opt import OPT
 from fral.strategies.random import RAND
 
 __all__ = [
+    "ABLATIONS",
     "BADGE",
     "CSET",
     "ENT",
@@ -45,6 +49,7 @@ __all__ = [
     "FairAL",
     "MinMax",
     "build_strategy",
+    "strategy_class",
     "strategy_key",
 ]
 
@@ -63,19 +68,43 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
+#: Named ablations: (base key in :data:`STRATEGIES`, constructor options they fix).
+ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "jin-s": ("jin", {"components": ("standard",)}),
+    "jin-r": ("jin", {"components": ("robust",)}),
+}
+
+
 def strategy_key(name: str) -> str:
-    """The :data:`STRATEGIES` key of a paper name (case, ``_`` and ``G-`` spelling forgiven)."""
+    """The :data:`STRATEGIES` or :data:`ABLATIONS` key of a paper name (case, ``_`` and ``G-``
+    spelling forgiven)."""
     key = name.lower().replace("_", "-")
     if key in ("grand", "gent"):
         key = f"g-{key[1:]}"
-    if key not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    if key not in STRATEGIES and key not in ABLATIONS:
+        choices = ", ".join([*STRATEGIES, *ABLATIONS])
+        raise ValueError(f"unknown strategy {name!r}; choose from {choices}")
     return key
 
 
-def build_strategy(name: str, budget: int, **options: Any) -> Strategy:
-    """A strategy by its paper name (``"JIN"``, ``"G-RAND"``, ``"FairAL"``...), case-insensitive.
+def strategy_class(name: str) -> type[Strategy]:
+    """The class behind a paper name (``"JIN-S"`` gives :class:`JIN`)."""
+    key = strategy_key(name)
+    return STRATEGIES[ABLATIONS[key][0] if key in ABLATIONS else key]
 
-    ``options`` go to the strategy's constructor (``random_state``, ``attack``...).
+
+def build_strategy(name: str, budget: int, **options: Any) -> Strategy:
+    """A strategy by its paper name (``"JIN"``, ``"G-RAND"``, ``"FairAL"``, ``"JIN-S"``...),
+    case-insensitive.
+
+    ``options`` go to the strategy's constructor (``random_state``, ``attack``...); an
+    ablation's own options (JIN-S's ``components``) cannot be overridden.
     """
-    return STRATEGIES[strategy_key(name)](budget, **options)
+    key = strategy_key(name)
+    if key in ABLATIONS:
+        fixed = ABLATIONS[key][1]
+        clash = sorted(set(fixed) & set(options))
+        if clash:
+            raise ValueError(f"{name} fixes {', '.join(clash)}; use 'JIN' to choose them")
+        options = {**options, **fixed}
+    return strategy_class(key)(budget, **options)

@@ -105,6 +105,13 @@ class JIN(Strategy):
         return f"JIN(budget={self.budget}, components={self.components})"
 
     @property
+    def name(self) -> str:
+        """``"JIN"``, or the ablation's name: ``"JIN-S"`` (standard only), ``"JIN-R"``."""
+        if len(self.components) == 1:
+            return f"JIN-{self.components[0][0].upper()}"
+        return "JIN"
+
+    @property
     def requires(self) -> frozenset[str]:
         """``{"model_s"}`` when the standard inconsistency is used, else nothing."""
         return frozenset({"model_s"}) if "standard" in self.components else frozenset()
