@@ -304,9 +304,10 @@ class TorchattacksAttack(CallableAttack):
     itself restores only the top-level one).
     """
 
-    def __init__(self, attack: Any) -> None:
-        super().__init__(attack)
-        self.attack = attack
+    @property
+    def attack(self) -> Any:
+        """The wrapped torchattacks attack object."""
+        return self.function
 
     def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
         if getattr(self.attack, "model", None) is not model:

@@ -23,20 +23,28 @@ __all__ = [
 ]
 
 
-def _check_logits(logits: torch.Tensor, name: str, *, values: bool = True) -> None:
+def _check_form(logits: torch.Tensor, name: str) -> None:
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
     if logits.dim() != 2:
         raise ValueError(f"{name} must have shape (N, C), got {tuple(logits.shape)}")
     if not logits.is_floating_point():
         raise TypeError(f"{name} must be floating point, got {logits.dtype}")
-    if values and not bool(torch.isfinite(logits).all()):
+
+
+def _check_finite(logits: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(logits).all()):
         raise ValueError(f"{name} holds NaN or infinite values")
 
 
+def _check_logits(logits: torch.Tensor, name: str) -> None:
+    _check_form(logits, name)
+    _check_finite(logits, name)
+
+
 def _check_pair(p_logits: torch.Tensor, q_logits: torch.Tensor, names: tuple[str, str]) -> None:
-    _check_logits(p_logits, names[0], values=False)
-    _check_logits(q_logits, names[1], values=False)
+    _check_form(p_logits, names[0])
+    _check_form(q_logits, names[1])
     if p_logits.shape != q_logits.shape:
         raise ValueError(
             f"{names[0]} and {names[1]} must have the same shape, got "
@@ -46,8 +54,8 @@ def _check_pair(p_logits: torch.Tensor, q_logits: torch.Tensor, names: tuple[str
         raise ValueError(
             f"{names[0]} is on {p_logits.device} but {names[1]} is on {q_logits.device}"
         )
-    _check_logits(p_logits, names[0])
-    _check_logits(q_logits, names[1])
+    _check_finite(p_logits, names[0])
+    _check_finite(q_logits, names[1])
 
 
 def kl_from_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
