@@ -183,13 +183,11 @@ def strategy_for(
 
 
 def _train_config(dataset: FairDataset, config: TrainConfig | None) -> TrainConfig:
-    """The given options, or the defaults with the data set's threat model."""
-    if config is not None:
-        return config
-    return TrainConfig(
-        epochs=10, batch_size=64, lr=0.1, warmup_epochs=1, eps=dataset.eps,
-        alpha=dataset.alpha, bounds=dataset.bounds,
-    )  # fmt: skip
+    """The given options (or the loop's defaults), with the data set's threat model wherever
+    they leave ``eps``, ``alpha`` or ``bounds`` unset."""
+    if config is None:
+        config = TrainConfig(epochs=10, batch_size=64, lr=0.1, warmup_epochs=1)
+    return config.inherit(dataset.eps, dataset.alpha, dataset.bounds)
 
 
 def initialize(
@@ -458,8 +456,9 @@ def run_experiment(
         raise TypeError("strategy must follow fral.QueryStrategy (budget, requires, select)")
     model_fn = model_fn or default_model_fn(dataset)
     train = _train_config(dataset, train)
-    standard = standard or replace(train, adversarial=False)
-    finetune = train if finetune is None else finetune
+    standard = replace(train, adversarial=False) if standard is None else standard
+    standard = _train_config(dataset, standard)
+    finetune = train if finetune is None else _train_config(dataset, finetune)
     if standard_finetune_epochs is None:
         standard_finetune_epochs = max(1, standard.epochs // 4)
     name = getattr(strategy, "name", type(strategy).__name__)

@@ -35,6 +35,7 @@ from fral.attacks import pgd_on_view
 from fral.pool import Pool
 
 __all__ = [
+    "INHERIT",
     "PRESETS",
     "TrainConfig",
     "Trainer",
@@ -45,6 +46,14 @@ __all__ = [
 ]
 
 Bounds = tuple[float, float] | None
+
+#: Value of a :class:`TrainConfig` threat-model field (``eps``, ``alpha``, ``bounds``) that is
+#: left to the data set (:meth:`TrainConfig.inherit`) or, standalone, to the paper's default.
+INHERIT = "inherit"
+
+
+def _unset(value: Any) -> bool:
+    return isinstance(value, str) and value == INHERIT
 
 
 @dataclass(frozen=True)
@@ -67,12 +76,16 @@ class TrainConfig:
         Linear warm-up length (``E_w``); then cosine annealing to 0 over the remaining epochs.
     beta : float
         TRADES trade-off (6.0 in the TRADES paper).
-    eps, alpha : float
-        L-inf radius and step of the TRADES inner attack (the paper: 4/255 and 2/255).
+    eps, alpha : float or ``INHERIT``
+        L-inf radius and step of the TRADES inner attack. Unset (:data:`INHERIT`) by default:
+        :meth:`inherit` takes them from the data set (the loop does so), and a standalone
+        :class:`Trainer` uses the paper's 4/255 and 2/255 (:meth:`resolved`). When only ``eps``
+        is given, ``alpha`` is ``eps / 2`` (the paper's ratio).
     steps : int
         Inner attack steps (the paper: 5).
-    bounds : (float, float) or None
-        Valid input range, ``None`` for unbounded features.
+    bounds : (float, float), None or ``INHERIT``
+        Valid input range, ``None`` for unbounded features. Unset by default, like ``eps``;
+        standalone, ``(0, 1)``.
     oversample : bool
         Randomly oversample minority classes to the majority class count each epoch (the paper
         does so for imbalanced HAM-10000).
@@ -89,10 +102,10 @@ class TrainConfig:
     weight_decay: float = 2e-4
     warmup_epochs: float = 1.0
     beta: float = 6.0
-    eps: float = 4 / 255
-    alpha: float = 2 / 255
+    eps: float | str = INHERIT
+    alpha: float | str = INHERIT
     steps: int = 5
-    bounds: Bounds = (0.0, 1.0)
+    bounds: Bounds | str = INHERIT
     oversample: bool = False
     adversarial: bool = True
     amp: bool = False
@@ -106,27 +119,75 @@ class TrainConfig:
             raise ValueError("lr must be > 0, momentum and weight_decay >= 0")
         if not 0 <= self.warmup_epochs <= max(self.epochs, 0) or self.beta < 0:
             raise ValueError("warmup_epochs must lie in [0, epochs] and beta be >= 0")
-        if self.bounds is not None:
+        if self.bounds is not None and not _unset(self.bounds):
             object.__setattr__(self, "bounds", (float(self.bounds[0]), float(self.bounds[1])))
 
+    @property
+    def threat_model_set(self) -> bool:
+        """Whether ``eps``, ``alpha`` and ``bounds`` all have values (none is ``INHERIT``)."""
+        return not any(_unset(value) for value in (self.eps, self.alpha, self.bounds))
+
+    def inherit(
+        self, eps: float, alpha: float | None = None, bounds: Bounds = (0.0, 1.0)
+    ) -> TrainConfig:
+        """This config with its unset threat-model fields taken from a data set's.
+
+        Fields the config sets are kept. ``alpha``: the config's; else, when the config sets
+        ``eps``, ``eps / 2``; else the data set's ``alpha`` (``eps / 2`` if it has none).
+
+        Parameters
+        ----------
+        eps : float
+            The data set's L-inf radius.
+        alpha : float, optional
+            The data set's step (default ``eps / 2``).
+        bounds : (float, float) or None
+            The data set's valid input range.
+
+        Returns
+        -------
+        TrainConfig
+            A config whose ``threat_model_set`` is true.
+        """
+        own_eps = not _unset(self.eps)
+        new_eps = self.eps if own_eps else eps
+        if not _unset(self.alpha):
+            new_alpha = self.alpha
+        elif own_eps or alpha is None:
+            new_alpha = new_eps / 2
+        else:
+            new_alpha = alpha
+        new_bounds = bounds if _unset(self.bounds) else self.bounds
+        return replace(self, eps=new_eps, alpha=new_alpha, bounds=new_bounds)
+
+    def resolved(self) -> TrainConfig:
+        """Unset threat-model fields filled with the paper's: eps 4/255, alpha eps/2, (0, 1)."""
+        return self.inherit(4 / 255, 2 / 255, (0.0, 1.0))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready options."""
+        """JSON-ready options (an unset field is the string ``"inherit"``)."""
         out = asdict(self)
-        out["bounds"] = None if self.bounds is None else list(self.bounds)
+        if self.bounds is not None and not _unset(self.bounds):
+            out["bounds"] = list(self.bounds)
         return out
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> TrainConfig:
         """The inverse of :meth:`to_dict`."""
-        bounds = options.get("bounds")
-        return cls(**{**options, "bounds": None if bounds is None else tuple(bounds)})
+        bounds = options.get("bounds", INHERIT)
+        if bounds is not None and not _unset(bounds):
+            bounds = tuple(bounds)
+        return cls(**{**options, "bounds": bounds})
 
 
 #: The supplementary's per-data-set settings (SGD, cosine with warm-up, TRADES at 4/255).
+_PAPER_THREAT = {"eps": 4 / 255, "alpha": 2 / 255, "bounds": (0.0, 1.0)}
 PRESETS: dict[str, TrainConfig] = {
-    "utkface": TrainConfig(epochs=70, batch_size=32, lr=0.1, warmup_epochs=10),
-    "cinic10": TrainConfig(epochs=100, batch_size=64, lr=0.1, warmup_epochs=10),
-    "ham10000": TrainConfig(epochs=50, batch_size=32, lr=0.02, warmup_epochs=5, oversample=True),
+    "utkface": TrainConfig(epochs=70, batch_size=32, lr=0.1, warmup_epochs=10, **_PAPER_THREAT),
+    "cinic10": TrainConfig(epochs=100, batch_size=64, lr=0.1, warmup_epochs=10, **_PAPER_THREAT),
+    "ham10000": TrainConfig(
+        epochs=50, batch_size=32, lr=0.02, warmup_epochs=5, oversample=True, **_PAPER_THREAT
+    ),
 }
 
 
@@ -325,7 +386,7 @@ class Trainer:
         list of dict
             Per epoch: ``epoch``, ``loss`` (mean), ``lr`` (last), ``seconds``.
         """
-        config = self.config if config is None else config
+        config = (self.config if config is None else config).resolved()
         if epochs is not None:
             config = replace(config, epochs=epochs)
         pool, labels = _labelled(data)
