@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from fral._modules import EvalView, autocast, check_module, evaluation_view
+from fral._modules import (
+    VERIFY_SAMPLES,
+    EvalView,
+    autocast,
+    check_input_batch,
+    check_module,
+    evaluation_view,
+)
 from fral.pool import Pool, as_index_tensor
 
 __all__ = ["embeddings", "iter_inputs", "logits", "probabilities"]
@@ -189,6 +196,8 @@ def embeddings(
         )
     name = _layer_name(model, layer)
     with evaluation_view(model, device=device) as view:
+        # Settle which version of the model runs before hooking a layer of it.
+        view.verify(next(iter_inputs(data, min(batch_size, VERIFY_SAMPLES), view.device, indices)))
         try:
             target = view.module.get_submodule(name)
         except AttributeError:
