@@ -49,6 +49,7 @@ __all__ = [
     "clear_cache",
     "evaluation_view",
     "model_device",
+    "output_width",
     "preserved_mode",
     "warn_user",
 ]
@@ -434,6 +435,18 @@ def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
                 raise ValueError(f"the model's {name} holds NaN or infinite values")
         raise ValueError("the model returns NaN or infinite logits on finite inputs")
     return output
+
+
+def output_width(model: nn.Module, x: torch.Tensor) -> int:
+    """Check that ``model`` takes ``x`` and returns finite ``(N, C)`` logits; return ``C``.
+
+    Runs the model's own eval forward on a few samples of ``x`` (flags restored, no gradients);
+    raises the same clear errors as an evaluation view's first call.
+    """
+    check_module(model, "model")
+    check_input_batch(x, "x")
+    with torch.inference_mode(False), torch.autocast(x.device.type, enabled=False):
+        return int(_reference(model, x[:VERIFY_SAMPLES].detach()).shape[1])
 
 
 class EvalView:

@@ -9,6 +9,9 @@ attack object (``atk(images, labels)``) or a callable ``attack(model, x, y) -> x
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,7 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fral._modules import EvalView, autocast, check_module, evaluation_view, preserved_mode
+from fral._modules import (
+    EvalView,
+    autocast,
+    check_input_batch,
+    check_module,
+    evaluation_view,
+    model_device,
+    output_width,
+    preserved_mode,
+)
 
 __all__ = [
     "PGD",
@@ -47,33 +59,53 @@ class Attack(Protocol):
     ) -> torch.Tensor: ...
 
 
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_options(eps: float, alpha: float, steps: int, objective: str, bounds: Bounds) -> None:
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    if not isinstance(steps, int) or steps < 0:
+    if not _real(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    if not _real(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     if objective not in ("ce", "kl"):
         raise ValueError(f"objective must be 'ce' or 'kl', got {objective!r}")
-    if bounds is not None and not (len(bounds) == 2 and bounds[0] < bounds[1]):
-        raise ValueError(f"bounds must be None or (low, high) with low < high, got {bounds!r}")
+    if bounds is not None and not (
+        isinstance(bounds, (tuple, list))
+        and len(bounds) == 2
+        and all(_real(bound) for bound in bounds)
+        and bounds[0] < bounds[1]
+    ):
+        raise ValueError(
+            f"bounds must be None or (low, high), finite numbers with low < high; got {bounds!r}"
+        )
 
 
 def _check_inputs(x: torch.Tensor, y: torch.Tensor | None, device: torch.device, bounds: Bounds):
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError("x must be a floating-point torch.Tensor of shape (N, ...)")
+    check_input_batch(x, "x")
     if x.device != device:
         raise ValueError(f"x is on {x.device} but the model is on {device}")
     if bounds is not None and x.numel() and (x.min() < bounds[0] or x.max() > bounds[1]):
         raise ValueError(
-            f"x lies outside bounds {tuple(bounds)}: range [{float(x.min())}, {float(x.max())}]"
+            f"x lies outside bounds {tuple(bounds)}: range [{float(x.min())}, {float(x.max())}]; "
+            "scale the inputs into bounds or pass the data's own bounds (None if unbounded)"
         )
     if y is not None:
         if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]:
             raise ValueError(f"y must be an int64 tensor of shape ({x.shape[0]},)")
         if y.device != device:
             raise ValueError(f"y is on {y.device} but the model is on {device}")
+
+
+def check_labels(y: torch.Tensor, num_classes: int, name: str = "y") -> None:
+    """Raise unless every label lies in ``[0, num_classes)`` (the model's output width)."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"{name} holds labels in [{int(y.min())}, {int(y.max())}] but the model has "
+            f"{num_classes} classes: labels must lie in [0, {num_classes})"
+        )
 
 
 def _random_like(x: torch.Tensor, generator: torch.Generator | None, normal: bool) -> torch.Tensor:
@@ -114,6 +146,8 @@ def pgd_on_view(
         with torch.no_grad(), autocast(view.device, amp):
             clean_logits = view(x)
     if objective == "ce":
+        if y is not None and clean_logits is not None:
+            check_labels(y, clean_logits.shape[1])
         target = clean_logits.argmax(dim=1) if y is None else y
     else:
         # Probabilities as the target, as TRADES' official code: at its near-zero start the
@@ -128,10 +162,12 @@ def pgd_on_view(
         x_adv.add_(_random_like(x, generator, normal=False), alpha=eps)
         if bounds is not None:
             x_adv.clamp_(bounds[0], bounds[1])
-    for _ in range(steps):
+    for step in range(steps):
         x_in = x_adv.detach().requires_grad_(True)
         with torch.enable_grad(), autocast(view.device, amp):  # callers may hold no_grad
             logits = view(x_in)
+            if step == 0 and objective == "ce" and clean_logits is None:
+                check_labels(target, logits.shape[1])
             log_q = F.log_softmax(logits.float(), dim=1)
             if objective == "ce":
                 loss = F.nll_loss(log_q, target, reduction="sum")
@@ -262,9 +298,59 @@ def _predictions(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return view(x).argmax(dim=1)
 
 
+@contextlib.contextmanager
+def guarded(model: nn.Module) -> Iterator[nn.Module]:
+    """Hand ``model`` to foreign code (a user's attack) in eval mode with frozen parameters.
+
+    Whatever that code does, the model comes back as it was: every submodule's train/eval flag,
+    ``requires_grad`` flags, ``.grad`` (values and identity) and buffers (BatchNorm statistics).
+    """
+    parameters = list(model.parameters())
+    flags = [parameter.requires_grad for parameter in parameters]
+    grads = [
+        (parameter.grad, None if parameter.grad is None else parameter.grad.detach().clone())
+        for parameter in parameters
+    ]
+    buffers = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+    with preserved_mode(model, training=False):
+        try:
+            for parameter in parameters:
+                parameter.requires_grad_(False)
+            yield model
+        finally:
+            with torch.no_grad():
+                for parameter, flag, (grad, saved) in zip(parameters, flags, grads, strict=True):
+                    parameter.requires_grad_(flag)
+                    if grad is not None and not torch.equal(grad, saved):
+                        grad.copy_(saved)
+                    parameter.grad = grad
+                for buffer, saved in buffers:
+                    if not torch.equal(buffer, saved):
+                        buffer.copy_(saved)
+
+
+def _seeded(generator: torch.Generator | None, device: torch.device):
+    """Seed torch's global RNG from ``generator`` for the block (restored afterwards), so that a
+    foreign attack drawing from the global RNG repeats under the same generator."""
+    if generator is None:
+        return contextlib.nullcontext()
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    devices = [device] if device.type == "cuda" else []
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.random.fork_rng(devices=devices))
+    torch.manual_seed(seed)
+    return stack
+
+
 class CallableAttack:
     """Adapter for a user function ``fn(model, x, y) -> x_adv``; ``y=None`` becomes the
-    model's predictions. The model's train/eval flags are restored afterwards."""
+    model's predictions.
+
+    The function gets the model in eval mode with its parameters frozen (see :func:`guarded`):
+    the model comes back with its flags, ``.grad`` and BatchNorm statistics as they were, and it
+    gets a copy of ``x``. With a ``generator`` torch's global RNG is seeded from it for the call
+    (and restored afterwards), so two identical calls give identical results even where the
+    function draws random starts from the global RNG."""
 
     def __init__(self, function: Any) -> None:
         self.function = function
@@ -283,14 +369,27 @@ class CallableAttack:
         *,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        check_module(model, "model")
+        check_input_batch(x, "x")
+        if x.shape[0] == 0:
+            return x.detach().clone()
         if y is None:
             y = _predictions(model, x)
-        with preserved_mode(model, training=None):
-            x_adv = self._attack(model, x, y)
+        else:
+            check_labels(y, output_width(model, x))
+        with guarded(model), _seeded(generator, model_device(model)):
+            x_adv = self._attack(model, x.detach().clone(), y)
         if not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape:
             raise ValueError(
                 f"the attack returned {type(x_adv).__name__}, not a tensor shaped {tuple(x.shape)}"
             )
+        if x_adv.device != x.device or x_adv.dtype != x.dtype:
+            raise ValueError(
+                f"the attack returned a {x_adv.dtype} tensor on {x_adv.device}; fral needs "
+                f"{x.dtype} on {x.device}, like its input"
+            )
+        if not bool(torch.isfinite(x_adv).all()):
+            raise ValueError("the attack returned NaN or infinite inputs")
         return x_adv.detach()
 
 

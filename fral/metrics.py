@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fral._modules import autocast, check_module, evaluation_view, model_device
+from fral._modules import autocast, check_input_batch, check_module, evaluation_view, model_device
 from fral._random import RandomState, make_generator, resolve_seed
-from fral.attacks import as_attack, run_attack
+from fral.attacks import as_attack, check_labels, run_attack
 from fral.pool import Pool
 
 __all__ = [
@@ -313,10 +313,15 @@ def clean_and_adversarial_logits(
         on the model's device.
     """
     attack = as_attack(attack) if robust else None
+    if len(data) == 0:
+        raise ValueError("the evaluation data is empty: there is nothing to measure")
     with evaluation_view(model) as view:
         for x, y, g in data.labeled_batches(batch_size, device=view.device):
+            check_input_batch(x)
             with torch.no_grad(), autocast(view.device, amp):
                 clean = view(x)
+            _check_logits(clean, "clean")
+            check_labels(y, clean.shape[1], "the labels")
             adversarial = None
             if attack is not None:
                 x_adv = run_attack(
@@ -324,7 +329,16 @@ def clean_and_adversarial_logits(
                 )
                 with torch.no_grad(), autocast(view.device, amp):
                     adversarial = view(x_adv)
+                _check_logits(adversarial, "attacked")
             yield clean, adversarial, y, g
+
+
+def _check_logits(logits: torch.Tensor, what: str) -> None:
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError(
+            f"the model returns NaN or infinite logits on the {what} inputs; no metric can be "
+            "made from them"
+        )
 
 
 def evaluate(

@@ -96,6 +96,8 @@ class Pool:
         if isinstance(inputs, torch.Tensor):
             if inputs.dim() < 1:
                 raise ValueError("inputs must have a leading sample dimension, got a scalar")
+            if inputs.device.type == "meta":
+                raise ValueError("inputs are on the meta device: they hold no values")
             length = inputs.shape[0]
         elif isinstance(inputs, Dataset) and hasattr(inputs, "__len__"):
             length = len(inputs)
@@ -113,8 +115,13 @@ class Pool:
         observed = int(self.groups.max()) + 1 if length else 0
         if num_groups is None:
             num_groups = observed
-        elif not isinstance(num_groups, (int, np.integer)) or num_groups < observed:
-            raise ValueError(f"num_groups={num_groups!r} but groups holds ids up to {observed - 1}")
+        elif isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
+            raise TypeError(f"num_groups must be an int, got {type(num_groups).__name__}")
+        elif num_groups < max(observed, 1):
+            raise ValueError(
+                f"num_groups={num_groups} but groups holds ids up to {observed - 1}; "
+                "num_groups must be at least 1 and above every group id"
+            )
         self.num_groups = int(num_groups)
         self.labels = None if labels is None else _as_int64(labels, "labels", length)
         if self.labels is not None and length and int(self.labels.min()) < 0:

@@ -33,21 +33,36 @@ def iter_inputs(
     device: torch.device,
     indices: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Input batches of a Pool or a tensor ``(N, ...)`` on ``device``."""
+    """Input batches of a Pool or a tensor ``(N, ...)`` on ``device``, each checked: floating
+    point and finite (a clear error names the problem and the fix)."""
+    for batch in _raw_batches(data, batch_size, device, indices):
+        yield check_input_batch(batch)
+
+
+def _raw_batches(
+    data: Data, batch_size: int, device: torch.device, indices: torch.Tensor | None
+) -> Iterator[torch.Tensor]:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(data, Pool):
+        if len(data) == 0 or (indices is not None and len(indices) == 0):
+            raise ValueError("data is empty: no samples to run the model on")
         yield from data.batches(batch_size, device=device, indices=indices)
         return
     if not isinstance(data, torch.Tensor):
         raise TypeError(f"data must be a fral.Pool or a torch.Tensor, got {type(data).__name__}")
     if data.dim() < 1 or data.shape[0] == 0:
         raise ValueError("data is empty: no samples to run the model on")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if data.device.type == "meta":
+        raise ValueError("data is on the meta device: it holds no values")
     if indices is None:
         for batch in data.split(batch_size):
             yield batch.to(device, non_blocking=True)
         return
-    for chunk in as_index_tensor(indices, data.shape[0]).to(data.device).split(batch_size):
+    index = as_index_tensor(indices, data.shape[0])
+    if index.numel() == 0:
+        raise ValueError("indices is empty: no samples to run the model on")
+    for chunk in index.to(data.device).split(batch_size):
         yield data[chunk].to(device, non_blocking=True)
 
 
