@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import itertools
 import os
 import sys
@@ -302,6 +303,14 @@ class _BuildError(Exception):
         self.skip = skip
 
 
+def _tensor_attribute(model: nn.Module, name: str) -> torch.Tensor:
+    owner, _, attribute = name.rpartition(".")
+    value = getattr(model.get_submodule(owner) if owner else model, attribute)
+    if not isinstance(value, torch.Tensor):
+        raise KeyError(name)
+    return value
+
+
 class _Copy:
     """One version of a model on the ladder, kept between calls and refreshed on each use.
 
@@ -352,7 +361,8 @@ class _Copy:
         source.update(model.named_buffers(remove_duplicate=False))
         with torch.inference_mode(False), torch.no_grad():
             for name, tensor in self.plain:
-                tensor.copy_(source[name])
+                # torch.fx turns a plain tensor attribute read in forward into a buffer.
+                tensor.copy_(source[name] if name in source else _tensor_attribute(model, name))
             for target, conv, bn, eps in self.folded:
                 weight, bias = fuse_conv_bn_weights(
                     source[f"{conv}.weight"],
@@ -469,21 +479,46 @@ class EvalView:
 
     def __init__(
         self,
+        module: nn.Module,
+        channels_last: bool = False,
+        device: torch.device | None = None,
+    ) -> None:
+        """A view that runs ``module`` as it is: a working copy the caller owns, in eval mode.
+
+        :func:`evaluation_view` builds the managed views of users' models.
+        """
+        self.model = module
+        self.home = model_device(module)
+        self.device = self.home if device is None else torch.device(device)
+        self._ladder: tuple[str, ...] = (_MODEL,)
+        self._key: tuple[torch.device, bool] | None = None
+        self._stack = contextlib.ExitStack()
+        self._reasons: list[str] = []
+        self._verified = True
+        self._entry: _Copy | None = _Copy(module, self.device, _MODEL)
+        self._entry.channels_last = channels_last
+        self._entry.lock.acquire()
+
+    @classmethod
+    def _managed(
+        cls,
         model: nn.Module,
         device: torch.device,
         ladder: tuple[str, ...],
         key: tuple[torch.device, bool] | None,
-    ) -> None:
-        self.model = model
-        self.device = device
-        self.home = model_device(model)
-        self._ladder = ladder
-        self._key = key
-        self._stack = contextlib.ExitStack()
-        self._entry: _Copy | None = None
-        self._reasons: list[str] = []
-        self._verified = ladder == (_MODEL,)
-        self._take(self._first_entry())
+    ) -> EvalView:
+        view = cls.__new__(cls)
+        view.model = model
+        view.device = device
+        view.home = model_device(model)
+        view._ladder = ladder
+        view._key = key
+        view._stack = contextlib.ExitStack()
+        view._entry = None
+        view._reasons = []
+        view._verified = ladder == (_MODEL,)
+        view._take(view._first_entry())
+        return view
 
     # -- building and caching ------------------------------------------------------------------
 
@@ -608,7 +643,8 @@ class EvalView:
             rebuilt = False
             while self.level != _MODEL:
                 try:
-                    with torch.no_grad():
+                    # torch.fx prints the generated code of a failing traced module to stderr.
+                    with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
                         output = self._forward(sample)
                     same = isinstance(output, torch.Tensor) and _close(output, reference)
                     reason = "its output differs from the model's own eval forward"
@@ -677,7 +713,7 @@ def evaluation_view(
     else:
         ladder = (_MODEL,)
     key = None if ladder == (_MODEL,) else (device, bool(optimize))
-    view = EvalView(model, device, ladder, key=key)
+    view = EvalView._managed(model, device, ladder, key=key)
     try:
         yield view
     finally:

@@ -15,7 +15,7 @@ from fral.metrics import group_ranking
 from fral.predict import embeddings, logits, probabilities
 from fral.scores import entropy
 from fral.scoring import inconsistency_scores
-from fral.strategies import BADGE, ENT
+from fral.strategies import BADGE, ENT, STRATEGIES, build_strategy
 from tests.utils import assert_unchanged, snapshot
 from tests.zoo import NUM_CLASSES, ZOO, build, eval_logits
 
@@ -185,3 +185,32 @@ def test_falling_back_to_the_model_warns_once_naming_why() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", OptimizationWarning)
         torch.testing.assert_close(logits(wrapped, x), eval_logits(model, x), **TOLERANCE)
+
+
+STRATEGY_MODELS = [
+    "view_flatten",
+    "root_forward_hook",
+    "pruned",
+    "old_weight_norm",
+    "tabular_batchnorm1d",
+]
+
+
+@pytest.mark.parametrize("name", STRATEGY_MODELS)
+def test_every_strategy_selects_on_user_models_and_leaves_them_unchanged(name: str) -> None:
+    model, x = build(name, train=True)
+    model_s, _ = build(name, train=False)
+    before, before_s = snapshot(model), snapshot(model_s)
+    pool, labelled = pools(x)
+    options = {"labeled": labelled, "validation": labelled}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for strategy in STRATEGIES:
+            picks = build_strategy(strategy, 3, random_state=0).select(
+                model, model_s, pool, **options
+            )
+            assert picks.dtype == torch.int64 and 0 < picks.numel() <= 3, strategy
+            assert picks.unique().numel() == picks.numel(), strategy
+            assert int(picks.min()) >= 0 and int(picks.max()) < len(pool), strategy
+    assert_unchanged(model, before)
+    assert_unchanged(model_s, before_s)
