@@ -322,7 +322,7 @@ class _Copy:
     def __init__(self, model: nn.Module, device: torch.device, level: str) -> None:
         self.level = level
         self.device = device
-        self.signature = _signature(model)
+        self.signature: tuple | None = None  # set when the copy is kept (see EvalView._store)
         self.lock = threading.Lock()
         self.channels_last = False
         self.folded: list[tuple[nn.Module, str, str, float]] = []
@@ -494,6 +494,7 @@ class EvalView:
         self._key: tuple[torch.device, bool] | None = None
         self._stack = contextlib.ExitStack()
         self._reasons: list[str] = []
+        self._signature: tuple | None = None
         self._verified = True
         self._entry: _Copy | None = _Copy(module, self.device, _MODEL)
         self._entry.channels_last = channels_last
@@ -515,6 +516,7 @@ class EvalView:
         view._key = key
         view._stack = contextlib.ExitStack()
         view._entry = None
+        view._signature = None
         view._reasons = []
         view._verified = ladder == (_MODEL,)
         view._take(view._first_entry())
@@ -527,12 +529,14 @@ class EvalView:
             return None
         with _COPIES_LOCK:
             entry = _COPIES.get(self.model, {}).get(self._key)
-        if entry is None or entry.signature != _signature(self.model):
+        self._signature = _signature(self.model)
+        if entry is None or entry.signature != self._signature:
             return None
         return entry
 
     def _store(self, entry: _Copy) -> None:
         if self._key is not None:
+            entry.signature = self._signature or _signature(self.model)
             with _COPIES_LOCK:
                 _COPIES.setdefault(self.model, {})[self._key] = entry
 
