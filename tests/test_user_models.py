@@ -146,23 +146,19 @@ def test_a_first_call_inside_inference_mode_does_not_poison_later_calls() -> Non
         torch.testing.assert_close(logits(model, x), first)
 
 
-def test_a_plain_convbn_model_is_optimised_silently() -> None:
-    """The common case keeps its speed: folded, channels_last, no warning."""
-    model, x = build("batchnorm_dropout", train=True)
+@pytest.mark.parametrize(
+    ("name", "level"),
+    [("batchnorm_dropout", "folded+channels_last"), ("view_flatten", "folded")],
+)
+def test_common_models_keep_their_speed_silently(name: str, level: str) -> None:
+    """A plain conv-BN net is folded and channels_last; one that flattens with ``.view`` keeps
+    the folding without channels_last. No warning either way."""
+    model, x = build(name, train=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", OptimizationWarning)
         with evaluation_view(model) as view, torch.no_grad():
             view(x)
-            assert view.level == "folded+channels_last"
-
-
-def test_view_flatten_keeps_the_folded_copy_without_channels_last() -> None:
-    model, x = build("view_flatten", train=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", OptimizationWarning)
-        with evaluation_view(model) as view, torch.no_grad():
-            view(x)
-            assert view.level == "folded"
+            assert view.level == level
 
 
 def test_falling_back_to_the_model_warns_once_naming_why() -> None:
