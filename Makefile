@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.fral-installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test wheel-check lint format bench clean
 
 install: $(STAMP)
 
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml requirements-nodeps.txt Makefile
 	$(PIP) install --disable-pip-version-check -q $(TORCH_INDEX) "$(TORCH)" numpy
 	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
 	$(PIP) install --disable-pip-version-check -q -c $(VENV)/constraints.txt -e ".[dev,plot]"
-	$(PIP) install --disable-pip-version-check -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
+	# torchattacks without its dependencies: see requirements-nodeps.txt (fral's [attacks]).
+	$(PIP) install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,10 +36,15 @@ format: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
+# The wheel as a user gets it: built here, installed into a fresh venv with only $(TORCH) and
+# fral's declared dependencies, then `fral demo --tiny` and the README's quick start, offline.
+wheel-check: $(STAMP)
+	bash scripts/check_wheel.sh $(PY) "$(TORCH)" "$(TORCH_INDEX)"
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pgd.py
 	$(PY) benchmarks/bench_scoring.py
 	$(PY) benchmarks/bench_selection.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

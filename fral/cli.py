@@ -197,12 +197,16 @@ def _compare(
 def _write_outputs(results: list[dict[str, Any]], out: Path, metric: str) -> None:
     write_json(out / "results.json", results)
     table = final_table(results, metric)
-    png = plot_worst_group(results, out / "worst_group.png", metric)
+    written = [out / "results.json", out / "table.md"]
+    try:
+        written.append(plot_worst_group(results, out / "worst_group.png", metric))
+    except ImportError as error:  # matplotlib is optional (fral[plot]); the tables are not
+        print(f"no plot: {error}", file=sys.stderr)
     timing = timing_table(results)
     (out / "table.md").write_text(f"{table}\n\n{timing}\n")
     print("\nFinal round, test set (mean ± std over seeds, %):\n" + table)
     print("\nWall time per round:\n" + timing)
-    print(f"\nwrote {out / 'results.json'}, {out / 'table.md'} and {png}")
+    print(f"\nwrote {', '.join(map(str, written))}")
 
 
 def _demo(args: argparse.Namespace) -> None:

