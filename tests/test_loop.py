@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 
+from fral._io import read_json, read_torch
 from fral.datasets import digits_domains
 from fral.loop import initialize, run_experiment, strategy_for
 from fral.models import SmallCNN
@@ -47,6 +48,12 @@ def outcome(result):
     return result.labeled.tolist(), result.labels.tolist(), metrics
 
 
+def committed_state(folder):
+    """The state file that history.json names (the last committed round)."""
+    entry = read_json(folder / "history.json", checksum=True)["state"]
+    return read_torch(folder / entry["file"], sha256=entry["sha256"])
+
+
 class Stop(Exception):
     pass
 
@@ -72,8 +79,13 @@ def test_history_and_files(data, tmp_path) -> None:
         assert record["selection_seconds"] >= record["select_seconds"] > 0
         assert {"clean_accuracy_worst", "robust_f1_disparity"} <= set(record["test"]["summary"])
     saved = json.loads((tmp_path / "history.json").read_text())
-    assert saved["history"] == json.loads(json.dumps(result.history))
-    assert not (tmp_path / "open_round.json").exists()
+    assert saved["history"] == result.history == json.loads(json.dumps(result.history))
+    assert saved["state"]["file"] == "state-3.pt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "history.json",
+        "settings.json",
+        "state-3.pt",
+    ]
     assert json.loads(json.dumps(result.to_dict()))["labeled"] == result.labeled.tolist()
 
 
@@ -90,7 +102,7 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path, strategy, options
     expected = outcome(run(data, strategy, **options))
     with pytest.raises(Stop):
         run(data, strategy, checkpoint_dir=tmp_path, on_round=stop_after(1), **options)
-    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    state = committed_state(tmp_path)
     assert state["round"] == 1
     resumed = run(data, strategy, checkpoint_dir=tmp_path, resume=True, **options)
     assert outcome(resumed) == expected
@@ -99,7 +111,7 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path, strategy, options
 def test_strategy_state_travels_in_the_checkpoint(data, tmp_path) -> None:
     with pytest.raises(Stop):
         run(data, MinMax(15, random_state=0), checkpoint_dir=tmp_path, on_round=stop_after(2))
-    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    state = committed_state(tmp_path)
     assert state["strategy"]["group_weights"] is not None
 
 
@@ -134,18 +146,21 @@ def test_an_oracle_that_fails_loses_no_label(data, tmp_path) -> None:
 def test_checkpoint_writes_are_atomic(data, tmp_path, monkeypatch) -> None:
     with pytest.raises(Stop):
         run(data, "RAND", checkpoint_dir=tmp_path, on_round=stop_after(1))
-    before = (tmp_path / "state.pt").read_bytes()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     real_replace = os.replace
 
     def crash(source, target):
-        if str(target).endswith("state.pt"):
+        if pathlib.Path(target).name.startswith("state-"):
             raise OSError("disk full")
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         run(data, "RAND", checkpoint_dir=tmp_path, resume=True)
-    assert (tmp_path / "state.pt").read_bytes() == before
+    # The open round of round 2 was written (its picks), the committed round 1 is untouched.
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert {name: after[name] for name in before} == before
+    assert set(after) - set(before) <= {"open_round.json", "open_round.pt"}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
