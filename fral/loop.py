@@ -448,8 +448,10 @@ class ExperimentResult:
 
 
 def _callable_name(function: Any) -> str:
-    name = getattr(function, "__qualname__", None) or type(function).__name__
-    return str(name)
+    """A function's qualified name, or a callable object's class name."""
+    if inspect.isfunction(function) or inspect.ismethod(function):
+        return str(function.__qualname__)
+    return type(function).__name__
 
 
 def _check_labels(answer: Any, count: int, num_classes: int, oracle: Any) -> torch.Tensor:

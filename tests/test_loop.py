@@ -36,10 +36,14 @@ def run(data, strategy, **options):
     options.setdefault("rounds", 3)
     options.setdefault("seed", 0)
     return run_experiment(
-        strategy, data, model_fn=tiny_model, train=TRAIN, budget_fraction=0.05,
+        strategy,
+        data,
+        model_fn=tiny_model,
+        train=TRAIN,
+        budget_fraction=0.05,
         standard=TrainConfig(epochs=1, batch_size=32, adversarial=False, warmup_epochs=0),
         **options,
-    )  # fmt: skip
+    )
 
 
 def outcome(result):
@@ -137,8 +141,9 @@ def test_an_oracle_that_fails_loses_no_label(data, tmp_path) -> None:
     open_round = json.loads((tmp_path / "open_round.json").read_text())
     assert open_round["round"] == 1 and open_round["labels"] == data.train.y[flaky.asked].tolist()
     again = FlakyOracle(data.train.y, good_calls=10**6)
-    resumed = run(data, "JIN", checkpoint_dir=tmp_path, resume=True, oracle=again,
-                  oracle_batch_size=4)  # fmt: skip
+    resumed = run(
+        data, "JIN", checkpoint_dir=tmp_path, resume=True, oracle=again, oracle_batch_size=4
+    )
     assert set(flaky.asked).isdisjoint(again.asked)  # answered labels are never asked again
     assert outcome(resumed) == expected
 
