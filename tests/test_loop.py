@@ -28,6 +28,15 @@ def data():
     return digits_domains().subsample(train=300, validation=80, test=120, seed=0)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: these tiny models run several times faster on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_model():
     return SmallCNN(10, 1, channels=(4, 8))
 
@@ -229,7 +238,12 @@ def data_subset():
 def test_a_process_killed_mid_round_resumes_to_the_same_result(data, tmp_path) -> None:
     root = str(pathlib.Path(__file__).resolve().parents[1])
     script = KILLED_RUN.format(root=root, folder=str(tmp_path))
-    process = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
     open_round = json.loads((tmp_path / "open_round.json").read_text())
     assert open_round["round"] == 2 and len(open_round["labels"]) == 8
