@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fral._io import atomic_write, folder_lock, read_json, write_json
+from fral._io import atomic_write, clean_temporary_files, folder_lock, read_json, write_json
 from fral.datasets import DATASETS, FairDataset, load_dataset
 from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
 from fral.report import (
@@ -186,6 +186,8 @@ def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[None]:
             f"--out {out} is not a writable folder ({error.strerror or error})"
         ) from None
     with folder_lock(out):
+        for folder in [out, *out.glob("seed*")]:  # what a killed run left while writing
+            clean_temporary_files(folder)
         path = out / COMMAND_FILE
         options = _command_options(args)
         holds_runs = path.exists() or any(out.glob("seed*"))

@@ -850,7 +850,12 @@ def run_experiment(
             f"candidate for the last round ({size} training samples): lower rounds or "
             "budget_fraction (or the strategy's budget)"
         )
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must name a torch device ('cpu', 'cuda'...), got {device!r}"
+        ) from None
     signature = model_signature(_seeded(seed, model_fn))
     settings = {
         "version": CHECKPOINT_VERSION,
@@ -1109,6 +1114,11 @@ class _Run:
             ids=unlabeled,
             num_groups=self.dataset.num_groups,
         )
+        if isinstance(self.strategy, Strategy):
+            # fral strategies set last_selection on every call: clear it so a stale one from
+            # a strategy that did not report this time cannot be mistaken for this call's.
+            with contextlib.suppress(AttributeError, TypeError):
+                self.strategy.last_selection = None  # type: ignore[attr-defined]
         before = getattr(self.strategy, "last_selection", None)
         start = time.perf_counter()
         picks = self.strategy.select(

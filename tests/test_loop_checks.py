@@ -329,3 +329,22 @@ def test_an_initialization_is_matched_to_the_data_by_content(data, init, tmp_pat
         Initialization.load(path, tiny_model, dataset=other)
     with pytest.raises(ValueError, match="model_signature"):
         Initialization.load(path, lambda: SmallCNN(10, 1, channels=(8, 8)))
+
+
+def test_a_stale_last_selection_is_not_reported(data, init) -> None:
+    from fral.strategies import RAND
+
+    class Stale(RAND):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.last_selection = {"groups": [0]}  # from some earlier call, never updated
+
+    result = run(data, Stale(5, random_state=0), initialization=init)
+    record = result.history[1]
+    assert not (record["groups_from"] == "strategy" and record["groups"] == [0])
+
+
+def test_a_bad_device_is_named(data, monkeypatch) -> None:
+    monkeypatch.setattr(fral.loop, "initialize", no_training)
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        run(data, "RAND", device="gpu0")
