@@ -29,6 +29,7 @@ __all__ = [
     "CheckpointError",
     "FolderLockedError",
     "atomic_write",
+    "check_writable",
     "clean_temporary_files",
     "folder_lock",
     "json_digest",
@@ -82,6 +83,29 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     finally:
         os.close(folder)
     return path
+
+
+def check_writable(folder: str | os.PathLike[str], what: str) -> Path:
+    """Create ``folder`` if needed and write (and remove) an anonymous file in it.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what`` (the argument) when the folder cannot be created or written.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as handle:
+            handle.write(b"fral")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise ValueError(
+            f"{what} {folder} is not a writable folder ({error.strerror or error}); "
+            "choose one you can write to"
+        ) from None
+    return folder
 
 
 def clean_temporary_files(folder: str | os.PathLike[str]) -> list[Path]:

@@ -25,7 +25,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fral._io import atomic_write, clean_temporary_files, folder_lock, read_json, write_json
+from fral._io import (
+    atomic_write,
+    check_writable,
+    clean_temporary_files,
+    folder_lock,
+    read_json,
+    write_json,
+)
 from fral.datasets import DATASETS, FairDataset, load_dataset
 from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
 from fral.report import (
@@ -177,14 +184,7 @@ def _command_options(args: argparse.Namespace) -> dict[str, Any]:
 @contextlib.contextmanager
 def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[None]:
     """Create and lock ``out``; check (``--resume``) or record the options that made it."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / ".write-test.json", {})
-        (out / ".write-test.json").unlink()
-    except OSError as error:
-        raise ValueError(
-            f"--out {out} is not a writable folder ({error.strerror or error})"
-        ) from None
+    check_writable(out, "--out")
     with folder_lock(out):
         for folder in [out, *out.glob("seed*")]:  # what a killed run left while writing
             clean_temporary_files(folder)

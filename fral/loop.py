@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from fral._io import (
     CheckpointError,
+    check_writable,
     clean_temporary_files,
     folder_lock,
     read_json,
@@ -566,24 +567,11 @@ class _Checkpoint:
         if self.folder is None:
             yield
             return
-        self._check_writable()
+        check_writable(self.folder, "checkpoint_dir")
         with folder_lock(self.folder):
             self._check_settings(settings, resume)
             self._tidy()
             yield
-
-    def _check_writable(self) -> None:
-        assert self.folder is not None
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_json(self.path(".write-test.json"), {})
-            self.path(".write-test.json").unlink()
-        except OSError as error:
-            reason = error.strerror or str(error)
-            raise ValueError(
-                f"checkpoint_dir {self.folder} is not a writable folder ({reason}); "
-                "choose one you can write to"
-            ) from None
 
     def _check_settings(self, settings: dict[str, Any], resume: bool) -> None:
         path = self.path("settings.json")
