@@ -245,6 +245,7 @@ def test_a_run_killed_at_many_moments_resumes_to_the_same_run(tmp_path) -> None:
         ({"kind": "oracle", "at": 2}, "waiting for the oracle"),
         ({"kind": "replace", "name": "state-1.pt", "when": "after", "at": 1}, "after the state"),
         ({"kind": "replace", "name": "history.json", "when": "after", "at": 1}, "after commit"),
+        ({"kind": "replace", "name": "open_round.pt", "when": "after", "at": 1}, "between files"),
     ]
     for spec, moment in stages:
         script = KILLER.format(root=ROOT, folder=str(folder))
@@ -266,6 +267,8 @@ def test_a_run_killed_at_many_moments_resumes_to_the_same_run(tmp_path) -> None:
             )
         if moment == "after commit":
             assert {"open_round.json", "state-0.pt", "state-1.pt"} <= names
+        if moment == "between files":  # round 2's selection state, not yet its picks
+            assert "open_round.pt" in names and "open_round.json" not in names
     resumed = run_tiny(folder, resume=True)
     assert resumed.labeled.tolist() == expected.labeled.tolist()
     assert resumed.labels.tolist() == expected.labels.tolist()
