@@ -186,8 +186,6 @@ def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[None]:
     """Create and lock ``out``; check (``--resume``) or record the options that made it."""
     check_writable(out, "--out")
     with folder_lock(out):
-        for folder in [out, *out.glob("seed*")]:  # what a killed run left while writing
-            clean_temporary_files(folder)
         path = out / COMMAND_FILE
         options = _command_options(args)
         holds_runs = path.exists() or any(out.glob("seed*"))
@@ -206,6 +204,8 @@ def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[None]:
                 raise ValueError(
                     f"cannot resume the runs in {out} with other options: {'; '.join(differ)}"
                 )
+            for folder in [out, *out.glob("seed*")]:  # what a killed command left writing
+                clean_temporary_files(folder)
         else:
             write_json(path, options, checksum=True)
         yield

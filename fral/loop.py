@@ -556,6 +556,7 @@ class _Checkpoint:
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
+        self.state_file: str | None = None  # the committed state file, once known
 
     def path(self, name: str) -> Path:
         assert self.folder is not None
@@ -569,11 +570,12 @@ class _Checkpoint:
             return
         check_writable(self.folder, "checkpoint_dir")
         with folder_lock(self.folder):
-            self._check_settings(settings, resume)
-            self._tidy()
+            if self._check_settings(settings, resume):
+                self._tidy()  # only in a folder that holds a run: never touch others' files
             yield
 
-    def _check_settings(self, settings: dict[str, Any], resume: bool) -> None:
+    def _check_settings(self, settings: dict[str, Any], resume: bool) -> bool:
+        """Refuse a run that differs from the one in the folder; ``True`` if there is one."""
         path = self.path("settings.json")
         holds_run = path.exists() or self.path("history.json").exists()
         if holds_run and not resume:
@@ -583,7 +585,7 @@ class _Checkpoint:
             )
         if not holds_run:
             write_json(path, settings, checksum=True)
-            return
+            return False
         if not path.exists():
             raise CheckpointError(f"{path} is missing: the run in {self.folder} cannot be checked")
         stored = read_json(path, checksum=True)
@@ -595,6 +597,7 @@ class _Checkpoint:
         current = {key: value for key, value in settings.items() if key != "rounds"}
         stored = {key: value for key, value in stored.items() if key != "rounds"}
         _check_same(f"the run in {self.folder}", stored, current)
+        return True
 
     def _tidy(self) -> None:
         """Remove what a killed process left: temporary files, uncommitted state files and
@@ -604,7 +607,7 @@ class _Checkpoint:
         committed = self.committed()
         keep = None if committed is None else committed["state"]["file"]
         for path in self.folder.glob("state-*.pt"):
-            if path.name != keep:
+            if path.name != keep and path.name[6:-3].isdigit():
                 path.unlink()
         done = -1 if committed is None else len(committed["history"]) - 1
         open_json = self.path("open_round.json")
@@ -634,12 +637,13 @@ class _Checkpoint:
         write_json(self.path("history.json"), record, checksum=True)
         self.path("open_round.json").unlink(missing_ok=True)
         self.path("open_round.pt").unlink(missing_ok=True)
-        for path in self.folder.glob("state-*.pt"):
-            if path.name != name:
-                path.unlink()
+        if self.state_file is not None and self.state_file != name:
+            self.path(self.state_file).unlink(missing_ok=True)
+        self.state_file = name
 
     def load_state(self, committed: dict[str, Any]) -> dict[str, Any]:
         entry = committed["state"]
+        self.state_file = entry["file"]
         return read_torch(self.path(entry["file"]), sha256=entry["sha256"], map_location="cpu")
 
     def open_round(self, number: int) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -85,6 +85,14 @@ def test_a_folder_that_cannot_be_written_fails_before_training(tmp_path, monkeyp
         run_tiny(blocker / "run", data=data)
 
 
+def test_a_new_run_leaves_other_files_in_its_folder_alone(tmp_path, data) -> None:
+    mine = [tmp_path / "state-7.pt", tmp_path / ".notes-draft.tmp"]
+    for path in mine:
+        path.write_text("the user's")
+    run_tiny(tmp_path, strategy="RAND", rounds=0, data=data)
+    assert all(path.read_text() == "the user's" for path in mine)
+
+
 def test_resume_needs_a_folder(data) -> None:
     with pytest.raises(ValueError, match="resume=True needs the checkpoint_dir"):
         run_tiny(None, data=data, resume=True)
