@@ -7,24 +7,37 @@
   checkpoints after each round and ``--resume`` continues them.
 - ``fral report``: the paper's Table 1 (mean ± std over seeds) and the plot, from saved runs.
 
-Bad arguments print one line and exit with status 2; a failing run prints one line
-(``fral: error: ...``) and exits with status 1.
+Bad arguments print one line and exit with status 2; any failure of a command prints one
+line (``fral: error: ...``) and exits with status 1 (``fral --traceback ...`` shows the
+traceback instead). An output folder is locked while a command writes to it (a second
+``fral run`` on it fails at once), and ``--resume`` refuses options, data (``--dataset``,
+``--limit``, ``--split-seed``) or a model that differ from the ones the runs were started
+with, naming them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fral._io import write_json
-from fral.datasets import DATASETS, DatasetNotAvailableError, FairDataset, load_dataset
+from fral._io import (
+    atomic_write,
+    check_writable,
+    clean_temporary_files,
+    folder_lock,
+    read_json,
+    write_json,
+)
+from fral.datasets import DATASETS, FairDataset, load_dataset
 from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
 from fral.report import (
     final_table,
+    labelled_table,
     load_results,
     plot_worst_group,
     round_line,
@@ -73,14 +86,19 @@ def _add_loop_options(parser: argparse.ArgumentParser) -> None:
         default=0.02,
         help="labels per round as a share of the training split (default 0.02)",
     )
-    group.add_argument("--standard-mode", choices=["finetune", "scratch"], default="finetune",
-                       help="M_S each round: continue the last one (default) or retrain "
-                            "from scratch as the paper")  # fmt: skip
+    group.add_argument(
+        "--standard-mode",
+        choices=["finetune", "scratch"],
+        default="finetune",
+        help="M_S each round: continue the last one (default) or retrain from scratch as the paper",
+    )
     group.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     group.add_argument(
-        "--attack-steps", type=_positive_int, default=5,
+        "--attack-steps",
+        type=_positive_int,
+        default=5,
         help="PGD steps of the evaluation, worst-group and strategy attacks (default 5)",
-    )  # fmt: skip
+    )
     train = parser.add_argument_group("training (SGD, warm-up + cosine, TRADES)")
     train.add_argument(
         "--model",
@@ -128,14 +146,69 @@ def _configs(args: argparse.Namespace, dataset: FairDataset) -> dict[str, TrainC
     }
 
     def schedule(epochs: int, lr: float, warmup: float, **extra: Any) -> TrainConfig:
-        return TrainConfig(epochs=epochs, lr=lr, warmup_epochs=min(warmup, epochs / 5), **common,
-                           **extra)  # fmt: skip
+        return TrainConfig(
+            epochs=epochs, lr=lr, warmup_epochs=min(warmup, epochs / 5), **common, **extra
+        )
 
     return {
         "train": schedule(args.epochs, args.lr, 1.0),
         "finetune": schedule(args.finetune_epochs, args.finetune_lr, 0.5),
         "standard": schedule(args.standard_epochs, args.lr, 1.0, adversarial=False),
     }
+
+
+#: Options that may change on ``--resume``: more rounds, more seeds or strategies, another
+#: device or display; every other option must be the one the runs were started with.
+_RESUMABLE = frozenset(
+    {
+        "command",
+        "resume",
+        "progress",
+        "traceback",
+        "out",
+        "rounds",
+        "seeds",
+        "strategy",
+        "device",
+        "metric",
+        "handler",
+    }
+)
+COMMAND_FILE = "command.json"
+
+
+def _command_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: value for key, value in sorted(vars(args).items()) if key not in _RESUMABLE}
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[None]:
+    """Create and lock ``out``; check (``--resume``) or record the options that made it."""
+    check_writable(out, "--out")
+    with folder_lock(out):
+        path = out / COMMAND_FILE
+        options = _command_options(args)
+        holds_runs = path.exists() or any(out.glob("seed*"))
+        if holds_runs and not args.resume:
+            raise ValueError(
+                f"{out} already holds runs: add --resume to continue them, or choose another --out"
+            )
+        if path.exists():
+            stored = read_json(path, checksum=True)
+            differ = [
+                f"--{key.replace('_', '-')} ({stored.get(key)!r} then, {options.get(key)!r} now)"
+                for key in sorted(set(stored) | set(options))
+                if stored.get(key) != options.get(key)
+            ]
+            if differ:
+                raise ValueError(
+                    f"cannot resume the runs in {out} with other options: {'; '.join(differ)}"
+                )
+            for folder in [out, *out.glob("seed*")]:  # what a killed command left writing
+                clean_temporary_files(folder)
+        else:
+            write_json(path, options, checksum=True)
+        yield
 
 
 def _compare(
@@ -146,50 +219,70 @@ def _compare(
     out: Path,
 ) -> list[dict[str, Any]]:
     """Every strategy on every seed, round 0 shared per seed; returns the result dicts."""
-    if not args.resume and any((out / f"seed{seed}").exists() for seed in seeds):
-        raise ValueError(
-            f"{out} already holds runs: add --resume to continue them, or choose another --out"
-        )
     configs = _configs(args, dataset)
     model_fn = default_model_fn(dataset, args.model, width=args.width)
     budget = max(1, round(args.budget_fraction * len(dataset.train)))
     results = []
-    print(f"{dataset.name}: {len(dataset.train)} train / {len(dataset.validation)} validation / "
-          f"{len(dataset.test)} test, {dataset.num_groups} groups {dataset.group_names}; "
-          f"budget {budget} per round, {args.rounds} rounds", flush=True)  # fmt: skip
+    print(
+        f"{dataset.name}: {len(dataset.train)} train / {len(dataset.validation)} validation / "
+        f"{len(dataset.test)} test, {dataset.num_groups} groups {dataset.group_names}; "
+        f"budget {budget} per round, {args.rounds} rounds",
+        flush=True,
+    )
     for seed in seeds:
         folder = out / f"seed{seed}"
         init_path = folder / "initialization.pt"
         if args.resume and init_path.exists():
-            initialization = Initialization.load(init_path, model_fn, args.device)
+            initialization = Initialization.load(init_path, model_fn, args.device, dataset=dataset)
         else:
             start = time.perf_counter()
             initialization = initialize(
-                dataset, model_fn=model_fn, train=configs["train"], seed=seed,
-                initial_fraction=args.initial_fraction, device=args.device, progress=args.progress,
+                dataset,
+                model_fn=model_fn,
+                train=configs["train"],
+                seed=seed,
+                initial_fraction=args.initial_fraction,
+                device=args.device,
+                progress=args.progress,
                 attack_steps=args.attack_steps,
-            )  # fmt: skip
+            )
             initialization.save(init_path)
-            print(f"seed {seed}: initial adversarial training took "
-                  f"{time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
+            print(
+                f"seed {seed}: initial adversarial training took "
+                f"{time.perf_counter() - start:.1f} s",
+                flush=True,
+            )
         print(round_table_header())
         print(round_line("init", initialization.record), flush=True)
         for name in strategies:
             strategy = strategy_for(
-                name, budget, dataset, seed=seed, attack_steps=args.attack_steps,
+                name,
+                budget,
+                dataset,
+                seed=seed,
+                attack_steps=args.attack_steps,
                 progress=args.progress,
-            )  # fmt: skip
+            )
             label = strategy.name
             result = run_experiment(
-                strategy, dataset, model_fn=model_fn, rounds=args.rounds, seed=seed,
-                initial_fraction=args.initial_fraction, train=configs["train"],
-                finetune=configs["finetune"], standard=configs["standard"],
-                standard_mode=args.standard_mode, device=args.device,
+                strategy,
+                dataset,
+                model_fn=model_fn,
+                rounds=args.rounds,
+                seed=seed,
+                initial_fraction=args.initial_fraction,
+                train=configs["train"],
+                finetune=configs["finetune"],
+                standard=configs["standard"],
+                standard_mode=args.standard_mode,
+                device=args.device,
                 attack_steps=args.attack_steps,
-                checkpoint_dir=folder / label, resume=args.resume,
-                initialization=initialization, progress=args.progress,
+                checkpoint_dir=folder / label,
+                resume=args.resume,
+                initialization=initialization,
+                progress=args.progress,
                 on_round=lambda record, label=label: print(round_line(label, record), flush=True),
-            )  # fmt: skip
+            )
             results.append(result.to_dict())
     return results
 
@@ -203,40 +296,48 @@ def _write_outputs(results: list[dict[str, Any]], out: Path, metric: str) -> Non
     except ImportError as error:  # matplotlib is optional (fral[plot]); the tables are not
         print(f"no plot: {error}", file=sys.stderr)
     timing = timing_table(results)
-    (out / "table.md").write_text(f"{table}\n\n{timing}\n")
+    labelled = labelled_table(results)
+    text = f"{table}\n\n{labelled}\n\n{timing}\n"
+    atomic_write(out / "table.md", lambda handle: handle.write(text.encode()))
     print("\nFinal round, test set (mean ± std over seeds, %):\n" + table)
+    print("\nLabelled samples per round:\n" + labelled)
     print("\nWall time per round:\n" + timing)
     print(f"\nwrote {', '.join(map(str, written))}")
 
 
 def _demo(args: argparse.Namespace) -> None:
-    dataset = load_dataset("digits_domains", seed=args.seed)
     if args.tiny:
-        dataset = dataset.subsample(train=600, validation=120, test=300, seed=args.seed)
         args.rounds, args.epochs, args.finetune_epochs, args.standard_epochs = 2, 2, 1, 2
         args.budget_fraction = 0.05
     out = Path(args.out or time.strftime("runs/demo-%Y%m%d-%H%M%S"))
-    print(f"writing to {out}", flush=True)
-    start = time.perf_counter()
-    results = _compare(dataset, ["RAND", "JIN"], [args.seed], args, out)
-    _write_outputs(results, out, "accuracy")
-    print(f"demo wall time: {time.perf_counter() - start:.1f} s")
+    with _output_folder(out, args):
+        dataset = load_dataset("digits_domains", seed=args.seed)
+        if args.tiny:
+            dataset = dataset.subsample(train=600, validation=120, test=300, seed=args.seed)
+        print(f"writing to {out}", flush=True)
+        start = time.perf_counter()
+        results = _compare(dataset, ["RAND", "JIN"], [args.seed], args, out)
+        _write_outputs(results, out, "accuracy")
+        print(f"demo wall time: {time.perf_counter() - start:.1f} s")
 
 
 def _run(args: argparse.Namespace) -> None:
     for name in args.strategy:  # fail on a typo before any training
         strategy_key(name)
-    dataset = load_dataset(args.dataset, seed=args.split_seed)
-    if args.limit is not None:
-        dataset = dataset.subsample(train=args.limit, seed=args.split_seed)
     out = Path(args.out)
-    results = _compare(dataset, args.strategy, args.seeds, args, out)
-    _write_outputs(results, out, args.metric)
+    with _output_folder(out, args):
+        dataset = load_dataset(args.dataset, seed=args.split_seed)
+        if args.limit is not None:
+            dataset = dataset.subsample(train=args.limit, seed=args.split_seed)
+        results = _compare(dataset, args.strategy, args.seeds, args, out)
+        _write_outputs(results, out, args.metric)
 
 
 def _report(args: argparse.Namespace) -> None:
     results = load_results(args.paths)
     print(final_table(results, args.metric))
+    print()
+    print(labelled_table(results))
     print()
     print(timing_table(results))
     if args.plot:
@@ -245,6 +346,9 @@ def _report(args: argparse.Namespace) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fral", description="Fair Robust Active Learning (JIN and baselines).")
+    parser.add_argument(
+        "--traceback", action="store_true", help="on failure, show the traceback (for bug reports)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="JIN vs RAND on digits_domains, about 5 minutes")
@@ -275,9 +379,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--resume", action="store_true", help="continue the runs saved in --out")
     run.add_argument(
-        "--no-progress", dest="progress", action="store_false",
+        "--no-progress",
+        dest="progress",
+        action="store_false",
         help="no progress bars (rounds, training epochs, oracle)",
-    )  # fmt: skip
+    )
     _add_loop_options(run)
 
     report = commands.add_parser("report", help="Table 1 and plot from saved runs")
@@ -287,19 +393,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """``error`` as one line; its type is named where the message alone would be unclear."""
+    text = " ".join(str(error).split())
+    expected = (ValueError, TypeError, OSError, ImportError, RuntimeError)
+    if not text:
+        return type(error).__name__
+    return text if isinstance(error, expected) else f"{type(error).__name__}: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fral`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     handlers = {"demo": _demo, "run": _run, "report": _report}
     try:
         handlers[args.command](args)
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError,
-            DatasetNotAvailableError) as error:  # fmt: skip
-        print(f"fral: error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("fral: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130
+    except Exception as error:
+        if args.traceback:
+            raise
+        print(f"fral: error: {_one_line(error)}", file=sys.stderr)
+        return 1
     return 0
 
 

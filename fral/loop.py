@@ -4,9 +4,9 @@
 
     M_R <- Adv-TRAIN(D_L)                                   (round 0, "Initialization")
     for k in 1..K:
-        z* <- worst group of M_R on D_V (clean and PGD accuracy)
         [M_S <- TRAIN(D_L)  only if the strategy needs it]
-        X* <- strategy.select(M_R, M_S, D_U, labeled=D_L, validation=D_V, group=z*)
+        X* <- strategy.select(M_R, M_S, D_U, labeled=D_L, validation=D_V)
+              (a group-aware strategy finds the worst group z* of M_R on D_V by its own rule)
         Y* <- oracle(X*);  D_L <- D_L + (X*, Y*);  D_U <- D_U - X*
         M_R <- Adv-TRAIN(D_L)   (fine-tuning from the current weights and optimiser)
         evaluate M_R on D_T, clean and under PGD, per group
@@ -14,19 +14,24 @@
 :func:`run_experiment` runs it on a :class:`~fral.datasets.FairDataset` with any strategy of
 the :class:`~fral.protocol.QueryStrategy` protocol. Nothing is lost: after each round the
 labelled set, both models, the optimiser states, the strategy's state and every random
-generator are written atomically to ``checkpoint_dir``; the round's picks and each answer of
-the oracle are written as soon as they exist. ``resume=True`` continues a killed run and ends
-with the labelled set and metrics of the uninterrupted run.
+generator are written atomically to ``checkpoint_dir``, each file with a checksum; the round's
+picks and each answer of the oracle are written as soon as they exist. ``resume=True``
+continues a killed run and ends with the labelled set, metrics and ``history.json`` of the
+uninterrupted run. A run is tied to its data by content (a SHA-256 fingerprint of every
+split), not by the data set's name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import inspect
 import json
 import math
+import numbers
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,11 +40,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fral._io import write_json, write_torch
+from fral._io import (
+    CheckpointError,
+    check_writable,
+    clean_temporary_files,
+    folder_lock,
+    read_json,
+    read_torch,
+    tensor_digest,
+    write_json,
+    write_torch,
+)
 from fral._modules import check_module
 from fral.attacks import PGD
 from fral.datasets import FairDataset, load_dataset
-from fral.metrics import evaluate, group_ranking
+from fral.metrics import evaluate
 from fral.models import MLP, MobileNetV2, SmallCNN
 from fral.pool import Pool, initial_split
 from fral.protocol import QueryStrategy, Strategy
@@ -50,14 +65,17 @@ __all__ = [
     "DatasetOracle",
     "ExperimentResult",
     "Initialization",
+    "data_fingerprint",
     "default_model_fn",
     "initialize",
+    "model_signature",
     "run_experiment",
     "strategy_for",
 ]
 
 Oracle = Callable[[torch.Tensor], Any]
-CHECKPOINT_VERSION = 1
+#: Version 2: checksummed files, ``history.json`` as the commit record, data fingerprints.
+CHECKPOINT_VERSION = 2
 
 
 class DatasetOracle:
@@ -105,6 +123,78 @@ def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
     return check_module(model, "model_fn()")
 
 
+def data_fingerprint(dataset: FairDataset) -> dict[str, Any]:
+    """What identifies a data set's content: per split, the SHA-256 of its inputs, labels and
+    groups (dtype, shape and bytes, read in chunks); plus its name and sizes.
+
+    Two data sets with the same name but another subsample, split seed or file version have
+    other fingerprints; a run, a resume and a shared initialization are matched by it.
+
+    Returns
+    -------
+    dict
+        ``name``, ``num_classes``, ``num_groups`` and, for ``train``, ``validation`` and
+        ``test``, a hex digest.
+    """
+    fingerprint: dict[str, Any] = {
+        "name": dataset.name,
+        "num_classes": dataset.num_classes,
+        "num_groups": dataset.num_groups,
+    }
+    for name, split in dataset.splits().items():
+        parts = (tensor_digest(split.x), tensor_digest(split.y), tensor_digest(split.z))
+        fingerprint[name] = hashlib.sha256(" ".join(parts).encode()).hexdigest()
+    return fingerprint
+
+
+def model_signature(model: nn.Module) -> str:
+    """The architecture as a checkpoint sees it: the class name and a digest of every
+    ``state_dict`` entry's name, shape and dtype (e.g. ``"SmallCNN:1f0c...``)."""
+    entries = [
+        f"{name}:{tuple(value.shape)}:{value.dtype}"
+        for name, value in model.state_dict().items()
+        if isinstance(value, torch.Tensor)
+    ]
+    digest = hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+    return f"{type(model).__name__}:{digest}"
+
+
+def _json_ready(data: Any) -> Any:
+    """``data`` after a JSON round trip (tuples become lists), as it is read back from disk."""
+    return json.loads(json.dumps(data))
+
+
+def _differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Which settings differ between ``stored`` and ``current``, one phrase each."""
+    phrases = []
+    for key in sorted(set(stored) | set(current)):
+        old, new = stored.get(key, "<unset>"), current.get(key, "<unset>")
+        if old == new:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(old, dict) and isinstance(new, dict):
+            phrases.extend(_differences(old, new, f"{name}."))
+        elif name in ("data.train", "data.validation", "data.test"):
+            phrases.append(
+                f"{name} (the {key} split's content: another data set, subsample, limit or "
+                "split seed)"
+            )
+        else:
+            phrases.append(f"{name} ({_short(old)} then, {_short(new)} now)")
+    return phrases
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_same(what: str, stored: dict[str, Any], current: dict[str, Any]) -> None:
+    differences = _differences(_json_ready(stored), _json_ready(current))
+    if differences:
+        raise ValueError(f"{what} was made with other settings: {'; '.join(differences)}")
+
+
 @dataclass
 class Initialization:
     """Round 0, shared by every strategy compared on one seed.
@@ -120,7 +210,9 @@ class Initialization:
     record : dict
         Round 0's test metrics and timing.
     settings : dict
-        What produced it (checked when a run reuses it).
+        What produced it, checked when a run uses it: data set name and content fingerprint
+        (:func:`data_fingerprint`), seed, initial fraction, training options and the model's
+        :func:`model_signature`.
     """
 
     model: nn.Module
@@ -130,26 +222,61 @@ class Initialization:
     settings: dict[str, Any]
 
     def save(self, path: str | Path) -> None:
-        """Write it atomically, to share round 0 across processes or resume a comparison."""
-        write_torch(path, {
-            "model": self.model.state_dict(),
-            "trainer": self.trainer.state_dict(),
-            "labeled": self.labeled,
-            "record": self.record,
-            "settings": self.settings,
-        })  # fmt: skip
+        """Write it atomically, with a checksum, to share round 0 across processes or resume
+        a comparison."""
+        write_torch(
+            path,
+            {
+                "version": CHECKPOINT_VERSION,
+                "model": self.model.state_dict(),
+                "trainer": self.trainer.state_dict(),
+                "labeled": self.labeled,
+                "record": self.record,
+                "settings": self.settings,
+            },
+        )
 
     @classmethod
     def load(
-        cls, path: str | Path, model_fn: Callable[[], nn.Module], device: torch.device | str = "cpu"
+        cls,
+        path: str | Path,
+        model_fn: Callable[[], nn.Module],
+        device: torch.device | str = "cpu",
+        *,
+        dataset: FairDataset | None = None,
     ) -> Initialization:
-        """Read what :meth:`save` wrote; ``model_fn`` must build the same architecture."""
-        state = torch.load(path, weights_only=False)
-        model = check_module(model_fn(), "model_fn()").to(device)
+        """Read what :meth:`save` wrote; ``model_fn`` must build the same architecture.
+
+        Parameters
+        ----------
+        path : str or Path
+        model_fn : callable
+            Builds the model; its :func:`model_signature` must match the saved one.
+        device : torch.device or str, default "cpu"
+        dataset : FairDataset, optional
+            When given, the file must have been made on this data (same fingerprint).
+
+        Raises
+        ------
+        fral._io.CheckpointError
+            The file is missing, truncated or corrupted (its checksum does not match).
+        ValueError
+            The file was made for another model or other data.
+        """
+        state = read_torch(path, map_location="cpu")
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{path} is not an initialization of this fral version")
+        settings = state["settings"]
+        model = check_module(model_fn(), "model_fn()")
+        current = {"model_signature": model_signature(model)}
+        if dataset is not None:
+            current["data"] = data_fingerprint(dataset)
+        _check_same(f"the initialization {path}", {k: settings.get(k) for k in current}, current)
+        model = model.to(device)
         model.load_state_dict(state["model"])
-        trainer = Trainer(model, TrainConfig.from_dict(state["settings"]["train"]), random_state=0)
+        trainer = Trainer(model, TrainConfig.from_dict(settings["train"]), random_state=0)
         trainer.load_state_dict(state["trainer"])
-        return cls(model, trainer, state["labeled"], state["record"], state["settings"])
+        return cls(model, trainer, state["labeled"], state["record"], settings)
 
 
 def _evaluation(model: nn.Module, data: Pool, attack: PGD, seed: int) -> dict[str, Any]:
@@ -187,7 +314,47 @@ def _train_config(dataset: FairDataset, config: TrainConfig | None) -> TrainConf
     they leave ``eps``, ``alpha`` or ``bounds`` unset."""
     if config is None:
         config = TrainConfig(epochs=10, batch_size=64, lr=0.1, warmup_epochs=1)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"training options must be a fral.TrainConfig, got {type(config).__name__}")
     return config.inherit(dataset.eps, dataset.alpha, dataset.bounds)
+
+
+def _check_fraction(name: str, value: Any, *, upper_closed: bool) -> float:
+    """``value`` as a float in (0, 1) (or (0, 1] with ``upper_closed``), else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    upper = "1]" if upper_closed else "1)"
+    if not math.isfinite(value) or value <= 0 or value > 1 or (value == 1 and not upper_closed):
+        raise ValueError(f"{name} must lie in (0, {upper}, got {value!r}")
+    return value
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _initialization_settings(
+    dataset: FairDataset,
+    fingerprint: dict[str, Any],
+    seed: int,
+    initial_fraction: float,
+    train: TrainConfig,
+    signature: str,
+) -> dict[str, Any]:
+    return {
+        "dataset": dataset.name,
+        "data": fingerprint,
+        "seed": seed,
+        "initial_fraction": initial_fraction,
+        "train": train.to_dict(),
+        "model": signature.split(":")[0],
+        "model_signature": signature,
+    }
 
 
 def initialize(
@@ -202,13 +369,24 @@ def initialize(
     progress: bool = False,
 ) -> Initialization:
     """Algorithm 1, line 3: label ``initial_fraction`` of the training split uniformly at
-    random and adversarially train ``M_R`` on it; evaluate on the test split (round 0)."""
+    random and adversarially train ``M_R`` on it; evaluate on the test split (round 0).
+
+    The result's ``settings`` carry the data's fingerprint and the model's signature, so that
+    :func:`run_experiment` refuses it for other data or another model."""
+    if not isinstance(dataset, FairDataset):
+        raise TypeError(f"dataset must be a FairDataset, got {type(dataset).__name__}")
+    initial_fraction = _check_fraction("initial_fraction", initial_fraction, upper_closed=False)
+    seed = _check_int("seed", seed, -(2**63))
+    attack_steps = _check_int("attack_steps", attack_steps, 1)
     model_fn = model_fn or default_model_fn(dataset)
     train = _train_config(dataset, train)
     labeled, _ = initial_split(
         len(dataset.train), initial_fraction, generator=torch.Generator().manual_seed(seed)
     )
     model = _seeded(seed, model_fn).to(device)
+    settings = _initialization_settings(
+        dataset, data_fingerprint(dataset), seed, initial_fraction, train, model_signature(model)
+    )
     trainer = Trainer(model, train, random_state=seed, progress=progress)
     start = time.perf_counter()
     data = dataset.train.pool().subset(labeled)
@@ -221,14 +399,7 @@ def initialize(
         "training_seconds": seconds,
         "test": _evaluation(model, dataset.test.pool(), attack, seed),
     }
-    settings = {
-        "dataset": dataset.name,
-        "seed": seed,
-        "initial_fraction": initial_fraction,
-        "train": train.to_dict(),
-        "model": type(model).__name__,
-    }
-    return Initialization(model, trainer, labeled, record, settings)
+    return Initialization(model, trainer, labeled, _json_ready(record), settings)
 
 
 @dataclass
@@ -240,11 +411,16 @@ class ExperimentResult:
     strategy : str
         The strategy's name.
     history : list of dict
-        One record per round (round 0 is the initialization): test metrics (``summary``:
-        worst / disparity / group average, clean and robust, accuracy and macro-F1; ``groups``:
-        per-group figures), the worst validation group, picks per group and class, and the wall
-        time of selection (``selection_seconds``, ``M_S`` training included) and of the
-        adversarial fine-tuning (``training_seconds``).
+        One record per round (round 0 is the initialization), as in ``history.json``: test
+        metrics (``summary``: worst / disparity / group average, clean and robust, accuracy and
+        macro-F1; ``groups``: per-group figures); ``labeled`` (labelled count after the round);
+        ``picked`` and ``budget``; ``groups`` (the groups the strategy drew from, in order,
+        ``None`` for the whole pool) and ``groups_from`` (``"strategy"`` when the strategy
+        reported them in ``last_selection``, ``"picks"`` when derived from the picks' groups
+        in order of first appearance); ``picked_per_group`` and ``picked_per_class``; and the
+        wall time of selection (``selection_seconds``: ``M_S`` training and the strategy's own
+        worst-group search included) and of the adversarial fine-tuning
+        (``training_seconds``).
     labeled : torch.Tensor, int64
         Final labelled training indices, in labelling order.
     labels : torch.Tensor, int64
@@ -272,65 +448,85 @@ class ExperimentResult:
         }
 
 
-def _check_labels(labels: Any, count: int, num_classes: int) -> torch.Tensor:
-    tensor = torch.as_tensor(labels)
-    if tensor.shape != (count,) or tensor.is_floating_point() or tensor.dtype == torch.bool:
+def _callable_name(function: Any) -> str:
+    """A function's qualified name, or a callable object's class name."""
+    if inspect.isfunction(function) or inspect.ismethod(function):
+        return str(function.__qualname__)
+    return type(function).__name__
+
+
+def _check_labels(answer: Any, count: int, num_classes: int, oracle: Any) -> torch.Tensor:
+    """The oracle's ``answer`` for ``count`` indices as int64 labels, or a clear error."""
+    name = f"the oracle {_callable_name(oracle)}"
+    fix = (
+        f"it must return {count} integer labels in 0..{num_classes - 1}, one per index "
+        "(a list, NumPy array or int64 tensor)"
+    )
+    if answer is None:
+        raise TypeError(f"{name} returned None for {count} indices; {fix}")
+    try:
+        tensor = torch.as_tensor(answer)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} returned a {type(answer).__name__}; {fix}") from None
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise TypeError(f"{name} returned {tensor.dtype} values; {fix}")
+    if tensor.shape != (count,):
         raise ValueError(
-            f"the oracle must return {count} integer labels, got {tuple(tensor.shape)} "
-            f"{tensor.dtype}"
+            f"{name} returned labels of shape {tuple(tensor.shape)} for {count} indices; {fix}"
         )
     tensor = tensor.to("cpu", torch.int64)
-    if count and (int(tensor.min()) < 0 or int(tensor.max()) >= num_classes):
-        raise ValueError(f"the oracle returned labels outside 0..{num_classes - 1}")
+    outside = tensor[(tensor < 0) | (tensor >= num_classes)]
+    if outside.numel():
+        raise ValueError(
+            f"{name} returned labels outside 0..{num_classes - 1}: {outside[:5].tolist()}; {fix}"
+        )
     return tensor
 
 
-class _Checkpoint:
-    """The files of one run: settings, the state after the last finished round, the open round."""
+def _check_picks(picks: Any, size: int, budget: int, name: str) -> torch.Tensor:
+    """A strategy's output as checked int64 pool indices, or an error naming the strategy."""
+    what = f"strategy {name}'s select"
+    rule = (
+        f"it must return a 1-D int64 torch.Tensor of unique indices in [0, {size}), "
+        f"at most {budget}"
+    )
+    if not isinstance(picks, torch.Tensor):
+        raise TypeError(f"{what} returned a {type(picks).__name__}; {rule}")
+    if picks.dtype != torch.int64:
+        raise TypeError(f"{what} returned {picks.dtype} indices; {rule} (use .long())")
+    if picks.dim() != 1:
+        raise ValueError(f"{what} returned a tensor of shape {tuple(picks.shape)}; {rule}")
+    picks = picks.detach().to("cpu")
+    if picks.numel() > budget:
+        raise ValueError(f"{what} returned {picks.numel()} indices, over its budget; {rule}")
+    if picks.numel() and (int(picks.min()) < 0 or int(picks.max()) >= size):
+        raise ValueError(f"{what} returned indices outside the pool of {size}; {rule}")
+    if torch.unique(picks).numel() != picks.numel():
+        raise ValueError(f"{what} returned the same index twice; {rule}")
+    return picks
 
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
 
-    def path(self, name: str) -> Path:
-        assert self.folder is not None
-        return self.folder / name
+def _groups_used(
+    before: Any, after: Any, picks: torch.Tensor, groups: torch.Tensor
+) -> tuple[list[int] | None, str]:
+    """The groups a selection drew from, in order, and where that comes from.
 
-    def check_settings(self, settings: dict[str, Any], resume: bool) -> None:
-        if self.folder is None:
-            return
-        path = self.path("settings.json")
-        if path.exists():
-            stored = json.loads(path.read_text())
-            if not resume:
-                raise FileExistsError(
-                    f"{self.folder} holds a run already: resume it (resume=True, fral --resume) "
-                    "or choose another folder"
-                )
-            mismatch = {
-                key for key in set(stored) | set(settings)
-                if key != "rounds" and stored.get(key) != settings.get(key)
-            }  # fmt: skip
-            if mismatch:
-                raise ValueError(
-                    f"the checkpoint in {self.folder} was written with other settings: "
-                    f"{sorted(mismatch)} differ"
-                )
-        write_json(path, settings)
-
-    def load(self, name: str) -> Any:
-        if self.folder is None or not self.path(name).exists():
-            return None
-        if name.endswith(".json"):
-            return json.loads(self.path(name).read_text())
-        return torch.load(self.path(name), weights_only=False)
-
-    def save(self, name: str, data: Any) -> None:
-        if self.folder is None:
-            return
-        if name.endswith(".json"):
-            write_json(self.path(name), data)
-        else:
-            write_torch(self.path(name), data)
+    ``after`` is the strategy's ``last_selection`` after the call; when it is a fresh
+    ``{"groups": [...] or None}`` it is used, else the picks' groups in order of first
+    appearance."""
+    if after is not None and after is not before and isinstance(after, dict):
+        reported = after.get("groups", "missing")
+        if reported is None:
+            return None, "strategy"
+        if isinstance(reported, (list, tuple)) and all(
+            isinstance(group, numbers.Integral) for group in reported
+        ):
+            return [int(group) for group in reported], "strategy"
+    seen: list[int] = []
+    for group in groups[picks].tolist():
+        if group not in seen:
+            seen.append(group)
+    return seen, "picks"
 
 
 def _describe_picks(
@@ -342,6 +538,131 @@ def _describe_picks(
         ).tolist(),
         "picked_per_class": torch.bincount(labels, minlength=dataset.num_classes).tolist(),
     }
+
+
+class _Checkpoint:
+    """The files of one run folder and the order in which they are written.
+
+    ``settings.json`` is written once, when the run starts. A finished round is committed in
+    two steps: ``state-<round>.pt`` (models, optimisers, strategy and generator states), then
+    ``history.json``, which holds the records and names that state file with its SHA-256:
+    the rename of ``history.json`` is the commit point, so the records, the state and every
+    report agree after a kill at any moment. Older state files and the open-round files are
+    removed after the commit; leftovers of a killed process are removed when the run is
+    resumed. During a round, ``open_round.pt`` (``M_S`` and the strategy right after
+    selecting) is written before ``open_round.json`` (the picks, every oracle answer so far
+    and ``open_round.pt``'s SHA-256).
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.state_file: str | None = None  # the committed state file, once known
+
+    def path(self, name: str) -> Path:
+        assert self.folder is not None
+        return self.folder / name
+
+    @contextlib.contextmanager
+    def opened(self, settings: dict[str, Any], resume: bool) -> Iterator[None]:
+        """Check the folder is writable, lock it, check or write the settings, tidy it."""
+        if self.folder is None:
+            yield
+            return
+        check_writable(self.folder, "checkpoint_dir")
+        with folder_lock(self.folder):
+            if self._check_settings(settings, resume):
+                self._tidy()  # only in a folder that holds a run: never touch others' files
+            yield
+
+    def _check_settings(self, settings: dict[str, Any], resume: bool) -> bool:
+        """Refuse a run that differs from the one in the folder; ``True`` if there is one."""
+        path = self.path("settings.json")
+        holds_run = path.exists() or self.path("history.json").exists()
+        if holds_run and not resume:
+            raise FileExistsError(
+                f"{self.folder} holds a run already: resume it (resume=True, fral --resume) "
+                "or choose another folder"
+            )
+        if not holds_run:
+            write_json(path, settings, checksum=True)
+            return False
+        if not path.exists():
+            raise CheckpointError(f"{path} is missing: the run in {self.folder} cannot be checked")
+        stored = read_json(path, checksum=True)
+        if stored.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f"{self.folder} was written by another fral version (checkpoint version "
+                f"{stored.get('version')}, this one reads {CHECKPOINT_VERSION}); start a new run"
+            )
+        current = {key: value for key, value in settings.items() if key != "rounds"}
+        stored = {key: value for key, value in stored.items() if key != "rounds"}
+        _check_same(f"the run in {self.folder}", stored, current)
+        return True
+
+    def _tidy(self) -> None:
+        """Remove what a killed process left: temporary files, uncommitted state files and
+        the open-round files of a round already committed (or never opened)."""
+        assert self.folder is not None
+        clean_temporary_files(self.folder)
+        committed = self.committed()
+        keep = None if committed is None else committed["state"]["file"]
+        for path in self.folder.glob("state-*.pt"):
+            if path.name != keep and path.name[6:-3].isdigit():
+                path.unlink()
+        done = -1 if committed is None else len(committed["history"]) - 1
+        open_json = self.path("open_round.json")
+        if open_json.exists() and read_json(open_json, checksum=True)["round"] <= done:
+            open_json.unlink()
+        if not open_json.exists():
+            self.path("open_round.pt").unlink(missing_ok=True)
+
+    def committed(self) -> dict[str, Any] | None:
+        """``history.json`` (checked), or ``None`` before round 0 is committed."""
+        if self.folder is None or not self.path("history.json").exists():
+            return None
+        return read_json(self.path("history.json"), checksum=True)
+
+    def commit(
+        self, number: int, state: dict[str, Any], settings: dict[str, Any], history: list
+    ) -> None:
+        if self.folder is None:
+            return
+        name = f"state-{number}.pt"
+        digest = write_torch(self.path(name), state)
+        record = {
+            "settings": settings,
+            "history": history,
+            "state": {"file": name, "sha256": digest},
+        }
+        write_json(self.path("history.json"), record, checksum=True)
+        self.path("open_round.json").unlink(missing_ok=True)
+        self.path("open_round.pt").unlink(missing_ok=True)
+        if self.state_file is not None and self.state_file != name:
+            self.path(self.state_file).unlink(missing_ok=True)
+        self.state_file = name
+
+    def load_state(self, committed: dict[str, Any]) -> dict[str, Any]:
+        entry = committed["state"]
+        self.state_file = entry["file"]
+        return read_torch(self.path(entry["file"]), sha256=entry["sha256"], map_location="cpu")
+
+    def open_round(self, number: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Round ``number``'s open-round record and selection state, if it was selected."""
+        if self.folder is None or not self.path("open_round.json").exists():
+            return None
+        record = read_json(self.path("open_round.json"), checksum=True)
+        if record["round"] != number:
+            return None
+        state = read_torch(self.path("open_round.pt"), sha256=record["state_sha256"])
+        return record, state
+
+    def save_open_round(self, record: dict[str, Any], state: dict[str, Any] | None) -> None:
+        """Write the open round; with ``state``, ``open_round.pt`` first."""
+        if self.folder is None:
+            return
+        if state is not None:
+            record["state_sha256"] = write_torch(self.path("open_round.pt"), state)
+        write_json(self.path("open_round.json"), record, checksum=True)
 
 
 def run_experiment(
@@ -375,7 +696,11 @@ def run_experiment(
     strategy : QueryStrategy or str
         A strategy object, or a paper name (``"JIN"``, ``"RAND"``, ``"G-ENT"``...) built by
         :func:`strategy_for` with budget ``round(budget_fraction * |D|)``, ``random_state=seed``
-        and the data set's threat model. An object keeps its own budget and options.
+        and the data set's threat model. An object keeps its own budget and options. Each
+        round it gets the validation set and ``group=None``: a group-aware strategy finds the
+        worst group by its own rule (criterion, metric, attack, and its top-up order); the
+        loop imposes no ranking. Its output is checked (1-D int64, unique, within the pool, at
+        most ``budget``); a violation is an error naming the strategy.
     dataset : FairDataset or str
         The data (its train split is ``D = D_L + D_U``), or a name for
         :func:`fral.datasets.load_dataset` (split with ``seed``).
@@ -387,20 +712,34 @@ def run_experiment(
     initial_fraction : float, default 0.2
         Share of ``D`` labelled at random before round 1 (the paper: 20%).
     budget_fraction : float, default 0.02
-        Budget per round as a share of ``D`` (the paper: 2%).
+        Budget per round as a share of ``D`` (the paper: 2%), in (0, 1]. A run whose rounds
+        would empty the pool before the last one (every round spending its budget) is refused
+        at the start.
     oracle : callable, optional
         ``oracle(indices) -> labels`` for training-split indices (int64 tensor): your
-        annotation tool. Default: the data set's own labels (:class:`DatasetOracle`).
+        annotation tool. It must return one integer label in ``[0, num_classes)`` per index
+        (list, NumPy array or tensor); anything else (``None``, another length, floats,
+        labels out of range) is an error naming the oracle, and the answers it gave before
+        stay on disk. Default: the data set's own labels (:class:`DatasetOracle`).
     oracle_batch_size : int, default 16
         Indices per oracle call; every answer is written to disk before the next call.
     checkpoint_dir : str or Path, optional
-        Where the run is saved: ``settings.json``; after every round ``state.pt`` (labelled
-        set, models, optimisers, strategy and generator states) and ``history.json``; during
-        a round ``open_round.json`` (its picks and each oracle answer so far) and
-        ``open_round.pt`` (``M_S`` and the strategy right after selecting). Without it
-        nothing is written.
+        Where the run is saved: ``settings.json`` (written once, with the data's
+        :func:`data_fingerprint` and the model's :func:`model_signature`); after every round
+        ``state-<round>.pt`` (labelled set, models, optimisers, strategy and generator states)
+        and ``history.json`` (the records, naming that state file and its checksum: the commit
+        point); during a round ``open_round.json`` (its picks and each oracle answer so far)
+        and ``open_round.pt`` (``M_S`` and the strategy right after selecting). Every file is
+        written atomically and carries a SHA-256; a truncated or corrupted one is a
+        :class:`fral._io.CheckpointError` naming it. The folder is locked while the run
+        writes (a second run on it fails at once with :class:`fral._io.FolderLockedError`),
+        and a folder that cannot be written is a ``ValueError`` before any training. Without
+        it nothing is written.
     resume : bool, default False
-        Continue the run saved in ``checkpoint_dir`` (same settings; ``rounds`` may grow).
+        Continue the run saved in ``checkpoint_dir``. Everything but ``rounds`` (which may
+        grow) must match ``settings.json``, the data by content: another data set, subsample,
+        split, model or option is refused, naming the settings that differ. ``settings.json``
+        is never rewritten. On a folder without a run it starts one.
     seed : int, default 0
         Seeds the initial split, the models' initialisation, training, the strategy (when
         built from a name) and the evaluation attacks.
@@ -419,14 +758,16 @@ def run_experiment(
         which makes JIN's selection far cheaper.
     standard_finetune_epochs : int, optional
         Epochs of ``M_S`` fine-tuning per round after the first (default: a quarter of
-        ``standard.epochs``, at least 1).
+        ``standard.epochs``, at least 1). Where it is shorter than ``standard``'s warm-up, the
+        warm-up of these fine-tuning calls is clipped to it (the whole call then warms up).
     attack_steps : int, default 5
         PGD steps of the evaluation and worst-group attacks (the paper: PGD-5).
     device : torch.device or str, default "cpu"
     initialization : Initialization, optional
         A shared round 0 from :func:`initialize` (copied, never modified), so that several
-        strategies start from the same ``M_R``. Must match ``dataset``, ``seed``,
-        ``initial_fraction`` and ``train``.
+        strategies start from the same ``M_R``. Must match ``dataset`` (by content),
+        ``seed``, ``initial_fraction``, ``train`` and the model, else a ``ValueError`` names
+        what differs.
     progress : bool, default False
         Progress bars for rounds, training epochs and the oracle.
     on_round : callable, optional
@@ -435,17 +776,41 @@ def run_experiment(
     Returns
     -------
     ExperimentResult
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad arguments, settings that differ from the run being resumed or the initialization,
+        a strategy output or an oracle answer that breaks its contract.
+    FileExistsError
+        ``checkpoint_dir`` holds a run and ``resume`` is false.
+    fral._io.FolderLockedError
+        Another run holds ``checkpoint_dir``.
+    fral._io.CheckpointError
+        A file of the run folder is missing, truncated or corrupted.
     """
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, seed=seed)
     if not isinstance(dataset, FairDataset):
         raise TypeError(f"dataset must be a FairDataset or a name, got {type(dataset).__name__}")
-    if not isinstance(rounds, int) or rounds < 0:
-        raise ValueError(f"rounds must be a non-negative integer, got {rounds!r}")
+    rounds = _check_int("rounds", rounds, 0)
+    seed = _check_int("seed", seed, -(2**63))
+    attack_steps = _check_int("attack_steps", attack_steps, 1)
+    oracle_batch_size = _check_int("oracle_batch_size", oracle_batch_size, 1)
+    initial_fraction = _check_fraction("initial_fraction", initial_fraction, upper_closed=False)
+    budget_fraction = _check_fraction("budget_fraction", budget_fraction, upper_closed=True)
     if standard_mode not in ("finetune", "scratch"):
         raise ValueError(f"standard_mode must be 'finetune' or 'scratch', got {standard_mode!r}")
-    if not isinstance(oracle_batch_size, int) or oracle_batch_size < 1:
-        raise ValueError(f"oracle_batch_size must be a positive integer, got {oracle_batch_size}")
+    for name, function in (("model_fn", model_fn), ("oracle", oracle), ("on_round", on_round)):
+        if function is not None and not callable(function):
+            raise TypeError(f"{name} must be callable, got {type(function).__name__}")
+    if initialization is not None and not isinstance(initialization, Initialization):
+        raise TypeError(
+            "initialization must come from fral.loop.initialize, got "
+            f"{type(initialization).__name__}"
+        )
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
     size = len(dataset.train)
     if isinstance(strategy, str):
         budget = max(1, round(budget_fraction * size))
@@ -454,6 +819,10 @@ def run_experiment(
         )
     if not isinstance(strategy, QueryStrategy):
         raise TypeError("strategy must follow fral.QueryStrategy (budget, requires, select)")
+    name = str(getattr(strategy, "name", type(strategy).__name__))
+    budget = strategy.budget
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
+        raise ValueError(f"strategy {name} has budget {budget!r}; it must be an integer >= 1")
     model_fn = model_fn or default_model_fn(dataset)
     train = _train_config(dataset, train)
     standard = replace(train, adversarial=False) if standard is None else standard
@@ -461,16 +830,37 @@ def run_experiment(
     finetune = train if finetune is None else _train_config(dataset, finetune)
     if standard_finetune_epochs is None:
         standard_finetune_epochs = max(1, standard.epochs // 4)
-    name = getattr(strategy, "name", type(strategy).__name__)
+    standard_finetune_epochs = _check_int("standard_finetune_epochs", standard_finetune_epochs, 1)
+    initial = (
+        max(1, round(size * initial_fraction))
+        if initialization is None
+        else int(initialization.labeled.numel())
+    )
+    if rounds and initial + (rounds - 1) * budget >= size:
+        raise ValueError(
+            f"{rounds} rounds of {budget} labels after {initial} initial ones leave no "
+            f"candidate for the last round ({size} training samples): lower rounds or "
+            "budget_fraction (or the strategy's budget)"
+        )
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must name a torch device ('cpu', 'cuda'...), got {device!r}"
+        ) from None
+    signature = model_signature(_seeded(seed, model_fn))
     settings = {
         "version": CHECKPOINT_VERSION,
         "strategy": name,
         "strategy_repr": repr(strategy),
         "dataset": dataset.name,
+        "data": data_fingerprint(dataset),
+        "model": signature.split(":")[0],
+        "model_signature": signature,
         "seed": seed,
         "rounds": rounds,
         "initial_fraction": initial_fraction,
-        "budget": strategy.budget,
+        "budget": int(budget),
         "train": train.to_dict(),
         "finetune": finetune.to_dict(),
         "standard": standard.to_dict(),
@@ -479,16 +869,24 @@ def run_experiment(
         "attack_steps": attack_steps,
     }
     run = _Run(
-        strategy, dataset, settings, model_fn=model_fn, train=train, finetune=finetune,
+        strategy,
+        dataset,
+        settings,
+        model_fn=model_fn,
+        train=train,
+        finetune=finetune,
         standard=standard,
-        oracle=oracle or DatasetOracle(dataset.train.y), oracle_batch_size=oracle_batch_size,
+        oracle=oracle or DatasetOracle(dataset.train.y),
+        oracle_batch_size=oracle_batch_size,
         checkpoint=_Checkpoint(None if checkpoint_dir is None else Path(checkpoint_dir)),
-        device=torch.device(device), progress=progress, on_round=on_round,
-    )  # fmt: skip
-    run.checkpoint.check_settings(settings, resume)
-    if not (resume and run.restore()):
-        run.start(initialization, initial_fraction)
-    return run.finish()
+        device=device,
+        progress=progress,
+        on_round=on_round,
+    )
+    with run.checkpoint.opened(settings, resume):
+        if not (resume and run.restore()):
+            run.start(initialization, initial_fraction)
+        return run.finish()
 
 
 class _Run:
@@ -512,8 +910,13 @@ class _Run:
         on_round: Callable[[dict[str, Any]], None] | None,
     ) -> None:
         self.strategy, self.dataset, self.settings = strategy, dataset, settings
+        self.name = str(settings["strategy"])
         self.model_fn, self.train, self.finetune = model_fn, train, finetune
         self.standard = standard
+        epochs = int(settings["standard_finetune_epochs"])
+        self.standard_finetune = replace(
+            standard, epochs=epochs, warmup_epochs=min(standard.warmup_epochs, epochs)
+        )
         self.oracle, self.oracle_batch_size = oracle, oracle_batch_size
         self.checkpoint, self.device = checkpoint, device
         self.progress, self.on_round = progress, on_round
@@ -529,25 +932,33 @@ class _Run:
     def start(self, initialization: Initialization | None, initial_fraction: float) -> None:
         if initialization is None:
             initialization = initialize(
-                self.dataset, model_fn=self.model_fn, train=self.train,
-                initial_fraction=initial_fraction, seed=self.seed, device=self.device,
-                attack_steps=int(self.settings["attack_steps"]), progress=self.progress,
-            )  # fmt: skip
-        expected = {
-            "dataset": self.dataset.name,
-            "seed": self.seed,
-            "initial_fraction": initial_fraction,
-            "train": self.train.to_dict(),
-        }
-        if {k: initialization.settings.get(k) for k in expected} != expected:
-            raise ValueError("the initialization was made with other settings than this run")
+                self.dataset,
+                model_fn=self.model_fn,
+                train=self.train,
+                initial_fraction=initial_fraction,
+                seed=self.seed,
+                device=self.device,
+                attack_steps=int(self.settings["attack_steps"]),
+                progress=self.progress,
+            )
+        expected = _initialization_settings(
+            self.dataset,
+            self.settings["data"],
+            self.seed,
+            initial_fraction,
+            self.train,
+            self.settings["model_signature"],
+        )
+        _check_same(
+            "the initialization", {k: initialization.settings.get(k) for k in expected}, expected
+        )
         self.model_r = copy.deepcopy(initialization.model).to(self.device)
         # The generator's seed is irrelevant: the state loaded next replaces it.
         self.trainer_r = Trainer(self.model_r, self.train, random_state=0, progress=self.progress)
         self.trainer_r.load_state_dict(initialization.trainer.state_dict())
         self.labeled = initialization.labeled.clone()
         self.labels = self.dataset.train.y[self.labeled].clone()
-        self.history = [copy.deepcopy(initialization.record)]
+        self.history = [_json_ready(initialization.record)]
         self.save_round()
 
     def selection_state(self) -> dict[str, Any]:
@@ -562,8 +973,9 @@ class _Run:
         if state["model_s"] is not None:
             self.model_s = _seeded(self.seed, self.model_fn).to(self.device)
             self.model_s.load_state_dict(state["model_s"])
-            self.trainer_s = Trainer(self.model_s, self.standard, random_state=0,
-                                     progress=self.progress)  # fmt: skip
+            self.trainer_s = Trainer(
+                self.model_s, self.standard, random_state=0, progress=self.progress
+            )
             self.trainer_s.load_state_dict(state["trainer_s"])
         if hasattr(self.strategy, "load_state_dict"):
             self.strategy.load_state_dict(state["strategy"])
@@ -577,60 +989,75 @@ class _Run:
             "model_r": self.model_r.state_dict(),
             "trainer_r": self.trainer_r.state_dict(),
             **self.selection_state(),
-            "history": self.history,
         }
 
     def save_round(self) -> None:
-        self.checkpoint.save("state.pt", self.state())
-        self.checkpoint.save("history.json", {"settings": self.settings, "history": self.history})
+        self.checkpoint.commit(len(self.history) - 1, self.state(), self.settings, self.history)
 
     def restore(self) -> bool:
-        state = self.checkpoint.load("state.pt")
-        if state is None:
+        committed = self.checkpoint.committed()
+        if committed is None:
             return False
+        state = self.checkpoint.load_state(committed)
+        history = committed["history"]
+        if state.get("round") != len(history) - 1:
+            raise CheckpointError(
+                f"{self.checkpoint.path(committed['state']['file'])} holds round "
+                f"{state.get('round')} but history.json ends at round {len(history) - 1}"
+            )
         self.model_r = _seeded(self.seed, self.model_fn).to(self.device)
         self.model_r.load_state_dict(state["model_r"])
         self.trainer_r = Trainer(self.model_r, self.train, random_state=0, progress=self.progress)
         self.trainer_r.load_state_dict(state["trainer_r"])
         self.load_selection_state(state)
         self.labeled, self.labels = state["labeled"], state["labels"]
-        self.history = state["history"]
+        self.history = history
         return True
 
     # -- a round -----------------------------------------------------------------------------
     def finish(self) -> ExperimentResult:
         done = len(self.history) - 1
         rounds = int(self.settings["rounds"])
-        bar = tqdm(range(done + 1, rounds + 1), desc=f"{self.settings['strategy']} rounds",
-                   disable=not self.progress, initial=done, total=rounds)  # fmt: skip
+        bar = tqdm(
+            range(done + 1, rounds + 1),
+            desc=f"{self.name} rounds",
+            disable=not self.progress,
+            initial=done,
+            total=rounds,
+        )
         for number in bar:
             record = self.round(number)
             if self.on_round is not None:
                 self.on_round(record)
         return ExperimentResult(
-            strategy=str(self.settings["strategy"]), history=self.history,
-            labeled=self.labeled, labels=self.labels, model=self.model_r,
+            strategy=self.name,
+            history=self.history,
+            labeled=self.labeled,
+            labels=self.labels,
+            model=self.model_r,
             settings=self.settings,
-        )  # fmt: skip
+        )
 
     def round(self, number: int) -> dict[str, Any]:
-        open_round = self.checkpoint.load("open_round.json")
+        opened = self.checkpoint.open_round(number)
         record: dict[str, Any] = {"round": number}
-        if open_round is not None and open_round["round"] == number:
+        if opened is not None:
             # Selected before the interruption: keep those picks and the answers given, and
             # the models and strategy state as they were right after selecting.
-            self.load_selection_state(self.checkpoint.load("open_round.pt"))
+            open_round, selection_state = opened
+            self.load_selection_state(selection_state)
             picks = torch.tensor(open_round["picks"], dtype=torch.int64)
             record.update(open_round["record"])
-            answers = open_round["labels"]
         else:
             picks = self.select(record)
-            answers = []
-            open_round = {"round": number, "picks": picks.tolist(), "labels": answers,
-                          "record": dict(record)}  # fmt: skip
-            self.checkpoint.save("open_round.pt", self.selection_state())
-            self.checkpoint.save("open_round.json", open_round)
-        labels = self.ask_oracle(picks, answers, open_round)
+            open_round = {
+                "round": number,
+                "picks": picks.tolist(),
+                "labels": [],
+                "record": _json_ready(record),
+            }
+            self.checkpoint.save_open_round(open_round, self.selection_state())
+        labels = self.ask_oracle(picks, open_round)
         self.labeled = torch.cat([self.labeled, picks])
         self.labels = torch.cat([self.labels, labels])
         start = time.perf_counter()
@@ -639,18 +1066,19 @@ class _Run:
         record["labeled"] = int(self.labeled.numel())
         record.update(_describe_picks(picks, labels, self.dataset))
         record["test"] = _evaluation(self.model_r, self.test, self.attack, self.seed + number)
+        record = _json_ready(record)
         self.history.append(record)
         self.save_round()
-        if self.checkpoint.folder is not None:
-            self.checkpoint.path("open_round.json").unlink(missing_ok=True)
-            self.checkpoint.path("open_round.pt").unlink(missing_ok=True)
         return record
 
     def labeled_pool(self) -> Pool:
         return Pool(
-            self.dataset.train.x[self.labeled], self.dataset.train.z[self.labeled],
-            labels=self.labels, ids=self.labeled, num_groups=self.dataset.num_groups,
-        )  # fmt: skip
+            self.dataset.train.x[self.labeled],
+            self.dataset.train.z[self.labeled],
+            labels=self.labels,
+            ids=self.labeled,
+            num_groups=self.dataset.num_groups,
+        )
 
     def unlabeled_indices(self) -> torch.Tensor:
         mask = torch.ones(len(self.dataset.train), dtype=torch.bool)
@@ -658,15 +1086,12 @@ class _Run:
         return torch.nonzero(mask).flatten()
 
     def select(self, record: dict[str, Any]) -> torch.Tensor:
-        """Worst group, ``M_S`` if needed, then the strategy's picks as training indices."""
+        """``M_S`` if needed, then the strategy's picks as training indices.
+
+        The strategy gets the validation set and no group: a group-aware one ranks the
+        groups by its own rule (its ``worst_group`` options) and tops up in its own order.
+        """
         number = record["round"]
-        start = time.perf_counter()
-        ranking = group_ranking(
-            self.model_r, self.validation, attack=self.attack, random_state=self.seed + number
-        )
-        worst_seconds = time.perf_counter() - start
-        worst = int(ranking[0])
-        record["worst_group_validation"] = worst
         standard_seconds = 0.0
         model_s = None
         if "model_s" in self.strategy.requires:
@@ -675,50 +1100,71 @@ class _Run:
             standard_seconds = time.perf_counter() - start
         unlabeled = self.unlabeled_indices()
         train = self.dataset.train
-        pool = Pool(train.x[unlabeled], train.z[unlabeled], ids=unlabeled,
-                    num_groups=self.dataset.num_groups)  # fmt: skip
-        group_aware = getattr(self.strategy, "group_aware", False)
+        pool = Pool(
+            train.x[unlabeled],
+            train.z[unlabeled],
+            ids=unlabeled,
+            num_groups=self.dataset.num_groups,
+        )
+        if isinstance(self.strategy, Strategy):
+            # fral strategies set last_selection on every call: clear it so a stale one from
+            # a strategy that did not report this time cannot be mistaken for this call's.
+            with contextlib.suppress(AttributeError, TypeError):
+                self.strategy.last_selection = None  # type: ignore[attr-defined]
+        before = getattr(self.strategy, "last_selection", None)
         start = time.perf_counter()
         picks = self.strategy.select(
-            self.model_r, model_s, pool, labeled=self.labeled_pool(),
+            self.model_r,
+            model_s,
+            pool,
+            labeled=self.labeled_pool(),
             validation=self.validation,
-            group=worst if group_aware and pool.group_counts()[worst] > 0 else None,
-        )  # fmt: skip
-        select_seconds = time.perf_counter() - start
-        picks = unlabeled[picks]
-        record["standard_training_seconds"] = standard_seconds
-        record["worst_group_seconds"] = worst_seconds
-        record["select_seconds"] = select_seconds
-        record["selection_seconds"] = (
-            select_seconds + standard_seconds + (worst_seconds if group_aware else 0.0)
+            group=None,
         )
+        select_seconds = time.perf_counter() - start
+        picks = unlabeled[_check_picks(picks, len(pool), self.strategy.budget, self.name)]
+        after = getattr(self.strategy, "last_selection", None)
+        groups, source = _groups_used(before, after, picks, train.z)
+        record["budget"] = int(self.strategy.budget)
+        record["picked"] = int(picks.numel())
+        record["groups"] = groups
+        record["groups_from"] = source
+        record["standard_training_seconds"] = standard_seconds
+        record["select_seconds"] = select_seconds
+        record["selection_seconds"] = select_seconds + standard_seconds
         return picks
 
     def train_standard(self, number: int) -> nn.Module:
         scratch = self.settings["standard_mode"] == "scratch" or self.model_s is None
         if scratch:
             self.model_s = _seeded(self.seed + 1000 + number, self.model_fn).to(self.device)
-            self.trainer_s = Trainer(self.model_s, self.standard, random_state=self.seed + number,
-                                     progress=self.progress)  # fmt: skip
+            self.trainer_s = Trainer(
+                self.model_s, self.standard, random_state=self.seed + number, progress=self.progress
+            )
             self.trainer_s.fit(self.labeled_pool())
         else:
-            self.trainer_s.fit(
-                self.labeled_pool(), epochs=int(self.settings["standard_finetune_epochs"])
-            )
+            assert self.trainer_s is not None
+            self.trainer_s.fit(self.labeled_pool(), config=self.standard_finetune)
         return self.model_s
 
-    def ask_oracle(
-        self, picks: torch.Tensor, answers: list[int], open_round: dict[str, Any]
-    ) -> torch.Tensor:
+    def ask_oracle(self, picks: torch.Tensor, open_round: dict[str, Any]) -> torch.Tensor:
         """Labels for ``picks``; each answer is on disk before the next question."""
-        bar = tqdm(total=picks.numel(), initial=len(answers), desc="oracle", unit="label",
-                   disable=not self.progress, leave=False)  # fmt: skip
+        answers: list[int] = open_round["labels"]
+        bar = tqdm(
+            total=picks.numel(),
+            initial=len(answers),
+            desc="oracle",
+            unit="label",
+            disable=not self.progress,
+            leave=False,
+        )
         while len(answers) < picks.numel():
             chunk = picks[len(answers) : len(answers) + self.oracle_batch_size]
-            labels = _check_labels(self.oracle(chunk.clone()), chunk.numel(),
-                                   self.dataset.num_classes)  # fmt: skip
+            labels = _check_labels(
+                self.oracle(chunk.clone()), chunk.numel(), self.dataset.num_classes, self.oracle
+            )
             answers.extend(labels.tolist())
-            self.checkpoint.save("open_round.json", open_round)
+            self.checkpoint.save_open_round(open_round, None)
             bar.update(chunk.numel())
         bar.close()
         return torch.tensor(answers, dtype=torch.int64)

@@ -7,16 +7,18 @@ re-running anything.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fral._io import CheckpointError, read_json
+
 __all__ = [
     "TABLE_COLUMNS",
     "final_table",
+    "labelled_table",
     "load_results",
     "plot_worst_group",
     "round_line",
@@ -38,19 +40,28 @@ TABLE_COLUMNS = (
 def round_table_header() -> str:
     """Header of the per-round progress table printed by ``fral demo`` and ``fral run``."""
     return (
-        f"{'strategy':>8s} {'round':>5s} {'labelled':>8s} {'worst grp':>9s} "
+        f"{'strategy':>8s} {'round':>5s} {'labelled':>8s} {'groups':>9s} "
         f"{'std worst':>9s} {'rob worst':>9s} {'std disp':>8s} {'rob disp':>8s} "
         f"{'select s':>8s} {'train s':>8s}"
     )
 
 
+def _groups_cell(record: dict[str, Any]) -> str:
+    """The groups a round drew from (``"1+0"``: group 1, topped up from group 0), ``"all"``
+    for the whole pool, ``"-"`` for round 0."""
+    if "groups" in record:
+        groups = record["groups"]
+        return "all" if groups is None else "+".join(map(str, groups)) or "none"
+    worst = record.get("worst_group_validation")  # histories of fral before the hardening
+    return "-" if worst is None else str(worst)
+
+
 def round_line(strategy: str, record: dict[str, Any]) -> str:
     """One row of that table (accuracies in percent)."""
     summary = record["test"]["summary"]
-    worst = record.get("worst_group_validation")
     return (
         f"{strategy:>8s} {record['round']:5d} {record['labeled']:8d} "
-        f"{'-' if worst is None else worst:>9} "
+        f"{_groups_cell(record):>9s} "
         f"{100 * summary['clean_accuracy_worst']:9.2f} "
         f"{100 * summary['robust_accuracy_worst']:9.2f} "
         f"{100 * summary['clean_accuracy_disparity']:8.2f} "
@@ -60,19 +71,33 @@ def round_line(strategy: str, record: dict[str, Any]) -> str:
 
 
 def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read ``history.json`` files (or folders holding them, searched recursively)."""
+    """Read ``history.json`` files (or folders holding them, searched recursively).
+
+    A file with a checksum (every run of this fral version) is verified; a truncated,
+    corrupted or malformed one is a :class:`fral._io.CheckpointError` naming it.
+    """
     results = []
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist")
         files = sorted(path.rglob("history.json")) if path.is_dir() else [path]
         for file in files:
-            data = json.loads(file.read_text())
-            results.append({
-                "strategy": data["settings"]["strategy"],
-                "settings": data["settings"],
-                "history": data["history"],
-            })  # fmt: skip
+            data = read_json(file)
+            checked = isinstance(data, dict) and "sha256" in data
+            if checked:
+                data = read_json(file, checksum=True)
+            try:
+                results.append(
+                    {
+                        "strategy": data["settings"]["strategy"],
+                        "settings": data["settings"],
+                        "history": list(data["history"]),
+                    }
+                )
+            except (KeyError, TypeError):
+                raise CheckpointError(
+                    f"{file} is not a fral history (settings and history expected)"
+                ) from None
     if not results:
         raise ValueError("no history.json found in the given paths")
     return results
@@ -86,7 +111,8 @@ def _mean_std(values: Sequence[float]) -> str:
 
 def final_table(results: Sequence[dict[str, Any]], metric: str = "accuracy") -> str:
     """The paper's Table 1 for these results: the initialization row, then one row per
-    strategy with mean ± std over seeds of the last round's test metrics (in percent).
+    strategy with mean ± std over seeds of the last round's test metrics (in percent) and
+    the labelled count (``min-max`` where seeds differ).
 
     Parameters
     ----------
@@ -100,23 +126,70 @@ def final_table(results: Sequence[dict[str, Any]], metric: str = "accuracy") -> 
     str
         A Markdown table.
     """
-    rows: dict[str, list[dict[str, float]]] = {}
-    initial: dict[int, dict[str, float]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    initial: dict[int, dict[str, Any]] = {}
     for result in results:
         history = result["history"]
-        initial[result["settings"]["seed"]] = history[0]["test"]["summary"]
-        rows.setdefault(result["strategy"], []).append(history[-1]["test"]["summary"])
+        initial[result["settings"]["seed"]] = history[0]
+        rows.setdefault(result["strategy"], []).append(history[-1])
     headers = [name for name, _ in TABLE_COLUMNS]
     lines = [
-        "| Method | " + " | ".join(headers) + " | seeds |",
-        "|---|" + "---|" * (len(headers) + 1),
+        "| Method | " + " | ".join(headers) + " | labelled | seeds |",
+        "|---|" + "---|" * (len(headers) + 2),
     ]
-    for name, summaries in [("Initialization", list(initial.values())), *rows.items()]:
+    for name, records in [("Initialization", list(initial.values())), *rows.items()]:
         cells = [
-            _mean_std([summary[key.format(metric=metric)] for summary in summaries])
+            _mean_std([record["test"]["summary"][key.format(metric=metric)] for record in records])
             for _, key in TABLE_COLUMNS
         ]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(summaries)} |")
+        labelled = _count_cell([record["labeled"] for record in records])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {labelled} | {len(records)} |")
+    return "\n".join(lines)
+
+
+def _count_cell(counts: Sequence[int]) -> str:
+    """One count, or ``min-max`` where the seeds differ."""
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def labelled_table(results: Sequence[dict[str, Any]]) -> str:
+    """Labelled samples per strategy after each round (``min-max`` where seeds differ), with a
+    note naming the rounds where strategies labelled different numbers, so that unequal
+    budgets are visible; Markdown.
+
+    Parameters
+    ----------
+    results : sequence of dict
+        Each with ``strategy`` and ``history`` (see :func:`load_results`).
+
+    Returns
+    -------
+    str
+    """
+    counts: dict[str, dict[int, list[int]]] = {}
+    for result in results:
+        per_round = counts.setdefault(result["strategy"], {})
+        for record in result["history"]:
+            per_round.setdefault(int(record["round"]), []).append(int(record["labeled"]))
+    rounds = sorted({number for per_round in counts.values() for number in per_round})
+    lines = [
+        "| Method | " + " | ".join(f"round {number}" for number in rounds) + " |",
+        "|---|" + "---|" * len(rounds),
+    ]
+    for name, per_round in counts.items():
+        cells = [_count_cell(per_round[n]) if n in per_round else "" for n in rounds]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    unequal = [
+        number
+        for number in rounds
+        if len({value for per_round in counts.values() for value in per_round.get(number, [])}) > 1
+    ]
+    if unequal:
+        lines.append(
+            f"\nUnequal labelled counts in round(s) {', '.join(map(str, unequal))}: "
+            "the strategies are compared at different budgets there."
+        )
     return "\n".join(lines)
 
 

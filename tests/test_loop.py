@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 
+from fral._io import read_json, read_torch
 from fral.datasets import digits_domains
 from fral.loop import initialize, run_experiment, strategy_for
 from fral.models import SmallCNN
@@ -27,6 +28,15 @@ def data():
     return digits_domains().subsample(train=300, validation=80, test=120, seed=0)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: these tiny models run several times faster on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_model():
     return SmallCNN(10, 1, channels=(4, 8))
 
@@ -35,16 +45,26 @@ def run(data, strategy, **options):
     options.setdefault("rounds", 3)
     options.setdefault("seed", 0)
     return run_experiment(
-        strategy, data, model_fn=tiny_model, train=TRAIN, budget_fraction=0.05,
+        strategy,
+        data,
+        model_fn=tiny_model,
+        train=TRAIN,
+        budget_fraction=0.05,
         standard=TrainConfig(epochs=1, batch_size=32, adversarial=False, warmup_epochs=0),
         **options,
-    )  # fmt: skip
+    )
 
 
 def outcome(result):
     """What must not depend on interruptions: the labelled set, labels and test metrics."""
     metrics = [record["test"] for record in result.history]
     return result.labeled.tolist(), result.labels.tolist(), metrics
+
+
+def committed_state(folder):
+    """The state file that history.json names (the last committed round)."""
+    entry = read_json(folder / "history.json", checksum=True)["state"]
+    return read_torch(folder / entry["file"], sha256=entry["sha256"])
 
 
 class Stop(Exception):
@@ -72,8 +92,13 @@ def test_history_and_files(data, tmp_path) -> None:
         assert record["selection_seconds"] >= record["select_seconds"] > 0
         assert {"clean_accuracy_worst", "robust_f1_disparity"} <= set(record["test"]["summary"])
     saved = json.loads((tmp_path / "history.json").read_text())
-    assert saved["history"] == json.loads(json.dumps(result.history))
-    assert not (tmp_path / "open_round.json").exists()
+    assert saved["history"] == result.history == json.loads(json.dumps(result.history))
+    assert saved["state"]["file"] == "state-3.pt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "history.json",
+        "settings.json",
+        "state-3.pt",
+    ]
     assert json.loads(json.dumps(result.to_dict()))["labeled"] == result.labeled.tolist()
 
 
@@ -90,7 +115,7 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path, strategy, options
     expected = outcome(run(data, strategy, **options))
     with pytest.raises(Stop):
         run(data, strategy, checkpoint_dir=tmp_path, on_round=stop_after(1), **options)
-    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    state = committed_state(tmp_path)
     assert state["round"] == 1
     resumed = run(data, strategy, checkpoint_dir=tmp_path, resume=True, **options)
     assert outcome(resumed) == expected
@@ -99,7 +124,7 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path, strategy, options
 def test_strategy_state_travels_in_the_checkpoint(data, tmp_path) -> None:
     with pytest.raises(Stop):
         run(data, MinMax(15, random_state=0), checkpoint_dir=tmp_path, on_round=stop_after(2))
-    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    state = committed_state(tmp_path)
     assert state["strategy"]["group_weights"] is not None
 
 
@@ -125,8 +150,9 @@ def test_an_oracle_that_fails_loses_no_label(data, tmp_path) -> None:
     open_round = json.loads((tmp_path / "open_round.json").read_text())
     assert open_round["round"] == 1 and open_round["labels"] == data.train.y[flaky.asked].tolist()
     again = FlakyOracle(data.train.y, good_calls=10**6)
-    resumed = run(data, "JIN", checkpoint_dir=tmp_path, resume=True, oracle=again,
-                  oracle_batch_size=4)  # fmt: skip
+    resumed = run(
+        data, "JIN", checkpoint_dir=tmp_path, resume=True, oracle=again, oracle_batch_size=4
+    )
     assert set(flaky.asked).isdisjoint(again.asked)  # answered labels are never asked again
     assert outcome(resumed) == expected
 
@@ -134,18 +160,21 @@ def test_an_oracle_that_fails_loses_no_label(data, tmp_path) -> None:
 def test_checkpoint_writes_are_atomic(data, tmp_path, monkeypatch) -> None:
     with pytest.raises(Stop):
         run(data, "RAND", checkpoint_dir=tmp_path, on_round=stop_after(1))
-    before = (tmp_path / "state.pt").read_bytes()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     real_replace = os.replace
 
     def crash(source, target):
-        if str(target).endswith("state.pt"):
+        if pathlib.Path(target).name.startswith("state-"):
             raise OSError("disk full")
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         run(data, "RAND", checkpoint_dir=tmp_path, resume=True)
-    assert (tmp_path / "state.pt").read_bytes() == before
+    # The open round of round 2 was written (its picks), the committed round 1 is untouched.
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert {name: after[name] for name in before} == before
+    assert set(after) - set(before) <= {"open_round.json", "open_round.pt"}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -209,7 +238,12 @@ def data_subset():
 def test_a_process_killed_mid_round_resumes_to_the_same_result(data, tmp_path) -> None:
     root = str(pathlib.Path(__file__).resolve().parents[1])
     script = KILLED_RUN.format(root=root, folder=str(tmp_path))
-    process = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
     open_round = json.loads((tmp_path / "open_round.json").read_text())
     assert open_round["round"] == 2 and len(open_round["labels"]) == 8
