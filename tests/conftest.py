@@ -33,3 +33,12 @@ def trained_net(digits) -> TinyConvNet:
             optimiser.step()
     net.eval()
     return net
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: tiny models run several times faster on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,13 +27,7 @@ RUN = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny runs here are several times faster on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def failure(capsys, argv) -> str:
@@ -48,8 +42,12 @@ def failure(capsys, argv) -> str:
 def started(tmp_path_factory):
     """An output folder holding a finished (zero-round) run of RAND on 100 samples."""
     out = tmp_path_factory.mktemp("started")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    assert main([*RUN, "--out", str(out)]) == 0
+    try:
+        assert main([*RUN, "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 

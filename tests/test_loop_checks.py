@@ -24,13 +24,7 @@ def data():
     return digits_domains().subsample(train=150, validation=40, test=40, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these tiny models run several times faster on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model():

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import fral.loop
 from fral._io import CheckpointError, FolderLockedError, folder_lock, read_json, write_torch
@@ -25,13 +24,7 @@ TRAIN = TrainConfig(epochs=2, batch_size=16, lr=0.05, warmup_epochs=0.5, steps=1
 STANDARD = TrainConfig(epochs=1, batch_size=16, adversarial=False, warmup_epochs=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these tiny models run several times faster on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_data():
