@@ -49,7 +49,7 @@ from fral.strategies import (
 )
 from fral.training import TrainConfig, Trainer, adversarial_train, standard_train, trades_loss
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BADGE",

@@ -116,7 +116,7 @@ EMBEDDED_SHA256 = {
 }
 """SHA-256 of each file in :data:`DATA_DIR`, as ``scripts/build_data.py`` prints them."""
 
-REINSTALL = "pip install --force-reinstall --no-deps fral"
+REINSTALL = "pip install --force-reinstall --no-deps fral-learn"
 
 DIGITS_GROUP_NAMES = ("MNIST", "UCI optdigits")
 DIGITS_CLASS_NAMES = tuple(str(digit) for digit in range(10))

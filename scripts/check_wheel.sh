@@ -25,7 +25,7 @@ git -C "$REPO" ls-files -z --cached --others --exclude-standard \
     | (cd "$REPO" && xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' _) \
     | tar -C "$REPO" --null -T - -cf - | tar -C "$WORK/src" -xf -
 "$PYTHON" -m pip wheel --disable-pip-version-check -q --no-deps -w "$WORK/dist" "$WORK/src"
-wheel=$(ls "$WORK"/dist/fral-*.whl)
+wheel=$(ls "$WORK"/dist/fral_learn-*.whl)
 size=$(stat -c %s "$wheel")
 step "$(basename "$wheel"): $size bytes"
 if [ "$size" -ge 5000000 ]; then

@@ -67,3 +67,13 @@ def test_bad_arguments_give_one_line_and_no_traceback(argv, status, needle) -> N
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("fral")
     assert "Traceback" not in process.stderr
+
+
+def test_version() -> None:
+    import fral
+
+    process = subprocess.run(
+        [sys.executable, "-m", "fral", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert process.returncode == 0
+    assert process.stdout.strip() == f"fral {fral.__version__}"
