@@ -387,6 +387,8 @@ def _check_inputs(
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, ...), got {type(x).__name__}")
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have a leading sample dimension (N, ...), got a scalar")
     if x.is_meta:
         raise ValueError(
             f"{name} is on the meta device (it holds no values): pass real tensors, "
@@ -540,10 +542,14 @@ def trades_loss(
     _check_inputs(x, "x", model, bounds, device=device)
     if x.shape[0] == 0:
         raise ValueError("x is empty: trades_loss needs at least one sample")
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]:
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
         raise TypeError(
-            f"y must be an int64 tensor of shape ({x.shape[0]},) (y.long()), got "
-            f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}"
+            f"y must be an int64 tensor of labels (y.long()), got "
+            f"{getattr(y, 'dtype', type(y).__name__)}"
+        )
+    if y.shape != x.shape[:1]:
+        raise ValueError(
+            f"y must have shape ({x.shape[0]},), one label per x, got {tuple(y.shape)}"
         )
     if y.device != device:
         raise ValueError(f"y is on {y.device} but the model is on {device}: y.to({device!r})")
@@ -668,11 +674,8 @@ def _frozen_parameters(model: nn.Module) -> Iterator[None]:
 def _labelled(data: Pool | tuple[torch.Tensor, torch.Tensor]) -> tuple[Pool, torch.Tensor]:
     if isinstance(data, tuple) and len(data) == 2:
         x, y = data
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"data's inputs must be a torch.Tensor, got {type(x).__name__}")
-        if not isinstance(y, torch.Tensor) or y.dim() != 1:
-            raise TypeError("data's labels must be a 1-D integer torch.Tensor")
-        data = Pool(x, torch.zeros(len(y), dtype=torch.long), labels=y)
+        size = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() else len(y)
+        data = Pool(x, torch.zeros(size, dtype=torch.long), labels=y)
     if not isinstance(data, Pool):
         raise TypeError(f"data must be a labelled fral.Pool or (x, y), got {type(data).__name__}")
     return data, data.require_labels("the training data")
@@ -854,7 +857,6 @@ class Trainer:
         total = config.epochs * batches_per_epoch
         warmup = round(config.warmup_epochs * batches_per_epoch)
         history = []
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         # Dropout draws from the global RNG: fork it so training is reproducible from our seed
         # and the caller's global RNG stream is left as it was.
         devices = [device] if device.type == "cuda" else []
@@ -867,7 +869,8 @@ class Trainer:
                     bounds,
                 )
             self._probe(pool, labels, config)
-            torch.manual_seed(seed)
+            # Drawn after the checks: a refused call leaves the trainer's generator as it was.
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
             step = 0
             for _ in range(config.epochs):
                 start, losses = time.perf_counter(), []

@@ -213,6 +213,9 @@ CASES: dict[str, Case] = {
         with_y(out_of_range_label), ValueError, r"{y} must lie in \[0, 4\).*got range \[\d, 4\]"
     ),
     "negative label": Case(with_y(negative_label), ValueError, r"{y}.*non-negative|{y} must lie"),
+    "labels of another length": Case(
+        with_y(lambda y: y[:9]), ValueError, r"{y} (has 9 entries|must have shape \(10,\))"
+    ),
     "float labels": Case(with_y(lambda y: y.float()), TypeError, r"{y}.*(integers|int64)"),
 }
 
@@ -312,8 +315,10 @@ def test_trades_loss_refuses_bad_options_and_misplaced_labels() -> None:
     for options, error, pattern in cases:
         with pytest.raises(error, match=pattern):
             trades_loss(model, x, y, **options)
-    with pytest.raises(TypeError, match=r"y must be an int64 tensor of shape \(10,\)"):
+    with pytest.raises(ValueError, match=r"y must have shape \(10,\)"):
         trades_loss(model, x, y[:5])
+    with pytest.raises(TypeError, match=r"y must be an int64 tensor.*y\.long\(\)"):
+        trades_loss(model, x, y.int())
     with pytest.raises(ValueError, match=r"x is on meta|x is on the meta"):
         trades_loss(model, x.to("meta"), y)
     # Unbounded features (bounds=None) take any finite value.
@@ -326,3 +331,14 @@ def test_training_does_not_clamp_inputs_outside_bounds_when_they_are_unbounded()
     adversarial_train(small_net(), (x * 3 - 1, y), bounds=None, progress=False, **OPTIONS)
     with pytest.raises(ValueError, match="bounds"):
         adversarial_train(small_net(), (x * 3 - 1, y), bounds=(0, 1), progress=False, **OPTIONS)
+
+
+def test_a_refused_fit_leaves_the_trainer_as_it_was() -> None:
+    """A refused call does not advance the trainer's generator: a retry trains the same."""
+    trainer = Trainer(small_net(), TrainConfig(**OPTIONS), random_state=0)
+    state = trainer.state_dict()
+    x, y = good_data()
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
+        trainer.fit((x, out_of_range_label(y)))
+    assert torch.equal(trainer.generator.get_state(), state["generator"])
+    assert trainer.epochs_done == 0
