@@ -803,6 +803,7 @@ class Trainer:
             preserved_mode(self.model, training=False),
             torch.no_grad(),
             autocast(device, config.amp),
+            _lone_sample_hint(x, config),
         ):
             logits = _logits(self.model(x), x.shape[0])
         _check_labels(labels, logits.shape[1], "the training labels")
@@ -919,7 +920,7 @@ class Trainer:
         return history
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-        try:
+        with _lone_sample_hint(x, config):
             if config.adversarial:
                 return _trades(
                     self.model,
@@ -937,14 +938,21 @@ class Trainer:
             with autocast(model_device(self.model), config.amp):
                 logits = _logits(self.model(x), x.shape[0]).float()
             return F.cross_entropy(logits, y)
-        except ValueError as error:
-            if x.shape[0] == 1 and "more than 1 value per channel" in str(error):
-                raise ValueError(
-                    "a batch of one sample cannot pass the model's BatchNorm in train mode: "
-                    f"use batch_size >= 2 (now {config.batch_size}) and at least 2 labelled "
-                    "samples"
-                ) from error
-            raise
+
+
+@contextlib.contextmanager
+def _lone_sample_hint(x: torch.Tensor, config: TrainConfig) -> Iterator[None]:
+    """Turn BatchNorm's error on a batch of one sample into one naming ``batch_size``."""
+    try:
+        yield
+    except ValueError as error:
+        if x.shape[0] == 1 and "more than 1 value per channel" in str(error):
+            raise ValueError(
+                "a batch of one sample cannot pass the model's BatchNorm, which normalises "
+                "with the batch's own statistics in training: "
+                f"use batch_size >= 2 (now {config.batch_size}) and at least 2 labelled samples"
+            ) from error
+        raise
 
 
 def adversarial_train(

@@ -373,7 +373,18 @@ def test_the_learning_rate_schedule_counts_the_joined_batch_once() -> None:
     assert lrs == pytest.approx([0.2, 0.4])  # two warm-up steps, peak reached at the last
 
 
-@pytest.mark.parametrize("model_fn", [bn1d_mlp, bn2d_pooled])
+def bn1d_batch_statistics() -> nn.Module:
+    """BatchNorm1d without running statistics: batch statistics in eval mode too."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(36, 8),
+        nn.BatchNorm1d(8, track_running_stats=False),
+        nn.Linear(8, 3),
+    )
+
+
+@pytest.mark.parametrize("model_fn", [bn1d_mlp, bn2d_pooled, bn1d_batch_statistics])
 def test_a_batch_of_one_that_batchnorm_cannot_take_is_a_clear_error(model_fn) -> None:
     pool = small_data(6)
     with pytest.raises(ValueError, match=r"batch of one sample.*batch_size >= 2 \(now 1\)"):
