@@ -744,6 +744,8 @@ class Trainer:
                 f"config must be a fral.training.TrainConfig, got {type(self.config).__name__}"
             )
         _flag("progress", self.progress)
+        if not any(True for _ in self.model.parameters()):
+            raise ValueError("model has no parameters to train (a stateless module)")
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=self.config.lr,

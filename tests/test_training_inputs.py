@@ -333,6 +333,12 @@ def test_training_does_not_clamp_inputs_outside_bounds_when_they_are_unbounded()
         adversarial_train(small_net(), (x * 3 - 1, y), bounds=(0, 1), progress=False, **OPTIONS)
 
 
+def test_a_model_without_parameters_is_refused_by_name() -> None:
+    x, y = good_data()
+    with pytest.raises(ValueError, match="model has no parameters to train"):
+        standard_train(nn.Flatten(), (x, y), progress=False, **OPTIONS)
+
+
 def test_a_refused_fit_leaves_the_trainer_as_it_was() -> None:
     """A refused call does not advance the trainer's generator: a retry trains the same."""
     trainer = Trainer(small_net(), TrainConfig(**OPTIONS), random_state=0)
