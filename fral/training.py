@@ -1,8 +1,9 @@
 """TRADES adversarial training and standard training, with the paper's SGD schedule.
 
-- :func:`trades_loss`: the loss of Zhang et al. 2019 as in their official code: an L-inf KL
-  attack in eval mode from ``x + 0.001 * N(0, 1)``, then
-  ``CE(f(x), y) + beta * KL(p(x) || p(x')) / batch`` in train mode.
+- :func:`trades_loss`: the loss of Zhang et al. 2019. ``form="official"`` (the default, as
+  the paper used it) runs the official code's arithmetic and its three train-mode forward
+  passes; ``form="fast"`` reuses the clean logits (two passes). Every remaining difference
+  from the official code is listed in its docstring.
 - :class:`Trainer`: SGD with momentum and weight decay, linear warm-up then cosine annealing
   per :meth:`Trainer.fit` call (one active-learning round), optional random oversampling of
   minority classes. The optimiser (momentum buffers) persists across calls, so fine-tuning
@@ -12,6 +13,12 @@
 Every random draw (shuffling, oversampling, the TRADES start, Dropout) comes from the
 trainer's own generator: the same seed gives the same weights, and :meth:`Trainer.state_dict`
 captures everything a resumed run needs.
+
+Inputs are checked at the boundary, before any training step: a clear ``TypeError`` or
+``ValueError`` names the argument and the fix (integer images, dtype or device mismatches,
+the ``meta`` device, models returning tuples or dicts, empty data, labels outside the model's
+classes, NaN/inf in inputs or weights, inputs outside ``bounds``). A non-finite loss stops
+training with a :class:`NonFiniteLossError` naming the epoch and batch.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import numbers
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -29,14 +37,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from fral._modules import autocast, check_module, evaluation_view, model_device, preserved_mode
+from fral._modules import autocast, check_module, model_device, preserved_mode
 from fral._random import RandomState, make_generator, resolve_seed
-from fral.attacks import pgd_on_view
 from fral.pool import Pool
 
 __all__ = [
     "INHERIT",
     "PRESETS",
+    "TRADES_FORMS",
+    "NonFiniteLossError",
     "TrainConfig",
     "Trainer",
     "adversarial_train",
@@ -51,41 +60,110 @@ Bounds = tuple[float, float] | None
 #: left to the data set (:meth:`TrainConfig.inherit`) or, standalone, to the paper's default.
 INHERIT = "inherit"
 
+#: The two computations of :func:`trades_loss`: the official code's three train-mode passes,
+#: and fral's two-pass form.
+TRADES_FORMS = ("official", "fast")
+
+
+class NonFiniteLossError(ValueError, FloatingPointError):
+    """Training produced a NaN or infinite loss (a ``ValueError`` and a ``FloatingPointError``)."""
+
 
 def _unset(value: Any) -> bool:
     return isinstance(value, str) and value == INHERIT
+
+
+def _real(name: str, value: Any, allowed: str, ok: Any) -> float:
+    """``value`` as a finite float for which ``ok`` holds; else an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number {allowed}, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
+    return value
+
+
+def _integer(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int ``>= minimum``; else an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _bounds(value: Any, name: str = "bounds") -> Bounds:
+    """``None`` or a ``(low, high)`` float pair with finite ``low < high``."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise TypeError(
+            f"{name} must be None (unbounded features) or a pair (low, high), got {value!r}"
+        )
+    low = _real(f"{name}[0]", value[0], "(the lowest valid input value)", lambda v: True)
+    high = _real(f"{name}[1]", value[1], "(the highest valid input value)", lambda v: True)
+    if not low < high:
+        raise ValueError(f"{name} must be ordered, (low, high) with low < high, got {value!r}")
+    return (low, high)
+
+
+def _trades_options(
+    beta: Any, eps: Any, alpha: Any, steps: Any, bounds: Any, form: Any
+) -> tuple[float, float, float, int, Bounds]:
+    """The TRADES options checked and normalised (shared by TrainConfig and trades_loss)."""
+    beta = _real("beta", beta, ">= 0", lambda v: v >= 0)
+    eps = _real("eps", eps, ">= 0", lambda v: v >= 0)
+    alpha = _real("alpha", alpha, "> 0", lambda v: v > 0)
+    steps = _integer("steps", steps, 1)
+    if form not in TRADES_FORMS:
+        raise ValueError(f"form must be one of {TRADES_FORMS}, got {form!r}")
+    return beta, eps, alpha, steps, _bounds(bounds)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of one training call (an active-learning round's Adv-TRAIN).
 
+    Every option is checked when the config is made (a ``TypeError`` for a wrong type, a
+    ``ValueError`` for a value out of range, each naming the option and its allowed range);
+    NaN and infinity are refused everywhere.
+
     Attributes
     ----------
     epochs : int
-        Epochs per :meth:`Trainer.fit` call (``E``).
+        Epochs per :meth:`Trainer.fit` call (``E``), ``>= 0``.
     batch_size : int
-        Mini-batch size (``B``).
+        Mini-batch size (``B``), ``>= 1``.
     lr : float
-        Peak learning rate (``gamma``), reached after the warm-up.
+        Peak learning rate (``gamma``), reached after the warm-up; ``> 0``.
     momentum : float
-        SGD momentum (``mu``).
+        SGD momentum (``mu``), ``>= 0``.
     weight_decay : float
-        L2 weight decay (``lambda``).
+        L2 weight decay (``lambda``), ``>= 0``.
     warmup_epochs : float
-        Linear warm-up length (``E_w``); then cosine annealing to 0 over the remaining epochs.
+        Linear warm-up length (``E_w``) in ``[0, epochs]``; then cosine annealing to 0 over the
+        remaining epochs. A :meth:`Trainer.fit` call for fewer epochs clips it
+        (:meth:`for_epochs`).
     beta : float
-        TRADES trade-off (6.0 in the TRADES paper).
+        TRADES trade-off, ``>= 0`` (6.0 in the TRADES paper).
     eps, alpha : float or ``INHERIT``
-        L-inf radius and step of the TRADES inner attack. Unset (:data:`INHERIT`) by default:
-        :meth:`inherit` takes them from the data set (the loop does so), and a standalone
-        :class:`Trainer` uses the paper's 4/255 and 2/255 (:meth:`resolved`). When only ``eps``
-        is given, ``alpha`` is ``eps / 2`` (the paper's ratio).
+        L-inf radius (``>= 0``) and step (``> 0``) of the TRADES inner attack. Unset
+        (:data:`INHERIT`) by default: :meth:`inherit` takes them from the data set (the loop
+        does so), and a standalone :class:`Trainer` uses the paper's 4/255 and 2/255
+        (:meth:`resolved`). When only ``eps`` is given, ``alpha`` is ``eps / 2`` (the paper's
+        ratio).
     steps : int
-        Inner attack steps (the paper: 5).
+        Inner attack steps (the paper: 5); ``>= 1`` for adversarial training.
     bounds : (float, float), None or ``INHERIT``
-        Valid input range, ``None`` for unbounded features. Unset by default, like ``eps``;
-        standalone, ``(0, 1)``.
+        Valid input range (finite, ``low < high``), ``None`` for unbounded features. Unset by
+        default, like ``eps``; standalone, ``(0, 1)``. Adversarial training refuses inputs
+        outside it (it never clamps them silently).
     oversample : bool
         Randomly oversample minority classes to the majority class count each epoch (the paper
         does so for imbalanced HAM-10000).
@@ -93,6 +171,9 @@ class TrainConfig:
         TRADES (``True``) or plain cross-entropy training.
     amp : bool
         bfloat16 autocast for the forward passes.
+    trades : {"official", "fast"}
+        How :func:`trades_loss` computes the training loss: the official code's three
+        train-mode forward passes (the default, as the paper used it) or fral's two-pass form.
     """
 
     epochs: int = 10
@@ -109,18 +190,41 @@ class TrainConfig:
     oversample: bool = False
     adversarial: bool = True
     amp: bool = False
+    trades: str = "official"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not self.lr > 0 or self.momentum < 0 or self.weight_decay < 0:
-            raise ValueError("lr must be > 0, momentum and weight_decay >= 0")
-        if not 0 <= self.warmup_epochs <= max(self.epochs, 0) or self.beta < 0:
-            raise ValueError("warmup_epochs must lie in [0, epochs] and beta be >= 0")
-        if self.bounds is not None and not _unset(self.bounds):
-            object.__setattr__(self, "bounds", (float(self.bounds[0]), float(self.bounds[1])))
+        def set_(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        set_("epochs", _integer("epochs", self.epochs, 0))
+        set_("batch_size", _integer("batch_size", self.batch_size, 1))
+        set_("lr", _real("lr", self.lr, "> 0", lambda v: v > 0))
+        set_("momentum", _real("momentum", self.momentum, ">= 0", lambda v: v >= 0))
+        set_("weight_decay", _real("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0))
+        set_(
+            "warmup_epochs",
+            _real(
+                "warmup_epochs",
+                self.warmup_epochs,
+                f"in [0, epochs] = [0, {self.epochs}]",
+                lambda v: 0 <= v <= self.epochs,
+            ),
+        )
+        for name in ("oversample", "adversarial", "amp"):
+            _flag(name, getattr(self, name))
+        set_("beta", _real("beta", self.beta, ">= 0", lambda v: v >= 0))
+        if not self.adversarial:
+            set_("steps", _integer("steps", self.steps, 0))
+        else:
+            set_("steps", _integer("steps", self.steps, 1))
+        if not _unset(self.eps):
+            set_("eps", _real("eps", self.eps, ">= 0 (or INHERIT)", lambda v: v >= 0))
+        if not _unset(self.alpha):
+            set_("alpha", _real("alpha", self.alpha, "> 0 (or INHERIT)", lambda v: v > 0))
+        if not _unset(self.bounds):
+            set_("bounds", _bounds(self.bounds))
+        if self.trades not in TRADES_FORMS:
+            raise ValueError(f"trades must be one of {TRADES_FORMS}, got {self.trades!r}")
 
     @property
     def threat_model_set(self) -> bool:
@@ -164,6 +268,26 @@ class TrainConfig:
         """Unset threat-model fields filled with the paper's: eps 4/255, alpha eps/2, (0, 1)."""
         return self.inherit(4 / 255, 2 / 255, (0.0, 1.0))
 
+    def for_epochs(self, epochs: int) -> TrainConfig:
+        """This config for a call of ``epochs`` epochs, the warm-up clipped to it.
+
+        :meth:`Trainer.fit` uses it for ``fit(data, epochs=k)``: a ``k`` shorter than
+        ``warmup_epochs`` warms up over all ``k`` epochs (the learning rate then ends at its
+        peak) instead of failing. Cheap; call it when a run starts to check ``epochs``.
+
+        Parameters
+        ----------
+        epochs : int
+            Epochs of the call, ``>= 0``.
+
+        Returns
+        -------
+        TrainConfig
+            ``epochs`` set, ``warmup_epochs = min(warmup_epochs, epochs)``.
+        """
+        epochs = _integer("epochs", epochs, 0)
+        return replace(self, epochs=epochs, warmup_epochs=min(self.warmup_epochs, epochs))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready options (an unset field is the string ``"inherit"``)."""
         out = asdict(self)
@@ -173,11 +297,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> TrainConfig:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of :meth:`to_dict`.
+
+        A dict without ``trades`` was written by a fral that had only the two-pass TRADES
+        form; it gives ``trades="fast"``, so that a resumed run keeps computing the same loss.
+        """
+        if not isinstance(options, dict):
+            raise TypeError(f"options must be a dict from TrainConfig.to_dict, got {options!r}")
         bounds = options.get("bounds", INHERIT)
         if bounds is not None and not _unset(bounds):
             bounds = tuple(bounds)
-        return cls(**{**options, "bounds": bounds})
+        return cls(**{"trades": "fast", **options, "bounds": bounds})
 
 
 #: The supplementary's per-data-set settings (SGD, cosine with warm-up, TRADES at 4/255).
@@ -203,6 +333,125 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / remaining)))
 
 
+_DTYPE_METHODS = {
+    torch.float32: "float()",
+    torch.float64: "double()",
+    torch.float16: "half()",
+    torch.bfloat16: "bfloat16()",
+}
+
+
+def _convert(dtype: torch.dtype) -> str:
+    return _DTYPE_METHODS.get(dtype, f"to({dtype})")
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating-point parameter (or buffer), if any."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def _check_model(model: nn.Module, name: str = "model") -> None:
+    """A trainable model with real, finite weights; else a ``ValueError`` naming ``name``."""
+    check_module(model, name)
+    named = [*model.named_parameters(), *model.named_buffers()]
+    if any(tensor.is_meta for _, tensor in named):
+        raise ValueError(
+            f"{name} is on the meta device (its tensors hold no values): materialise it, e.g. "
+            f"{name}.to_empty(device='cpu') and then load_state_dict(...) with real weights"
+        )
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ValueError(
+            f"{name} has no trainable parameter (none has requires_grad=True): unfreeze the "
+            "layers to train with parameter.requires_grad_(True)"
+        )
+    floating = [(key, tensor) for key, tensor in named if tensor.is_floating_point()]
+    if floating:
+        finite = torch.stack([torch.isfinite(tensor.detach()).all() for _, tensor in floating])
+        if not bool(finite.all()):
+            bad = [key for (key, _), ok in zip(floating, finite.tolist(), strict=True) if not ok]
+            raise ValueError(
+                f"{name} has NaN or infinite weights (in {', '.join(bad[:3])}): load a finite "
+                "checkpoint (a diverged training run leaves them; lower lr)"
+            )
+
+
+def _check_inputs(
+    x: Any, name: str, model: nn.Module, bounds: Bounds, *, device: torch.device | None = None
+) -> None:
+    """Floating-point, finite inputs of the model's dtype, inside ``bounds``.
+
+    ``device``: where ``x`` must be (``None``: anywhere but ``meta``).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (N, ...), got {type(x).__name__}")
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have a leading sample dimension (N, ...), got a scalar")
+    if x.is_meta:
+        raise ValueError(
+            f"{name} is on the meta device (it holds no values): pass real tensors, "
+            "e.g. on 'cpu' or 'cuda'"
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got {x.dtype}: for 8-bit images pass "
+            "x.float() / 255 (values in [0, 1], the default bounds), or pass x.float() and set "
+            "bounds to the values' valid range (None for unbounded features)"
+        )
+    dtype = _model_dtype(model)
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{name} is {x.dtype} but the model's weights are {dtype}: convert one to the other, "
+            f"model.{_convert(x.dtype)} or x.{_convert(dtype)}"
+        )
+    if device is not None and x.device != device:
+        raise ValueError(f"{name} is on {x.device} but the model is on {device}: x.to({device!r})")
+    if x.numel() == 0:
+        return
+    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            f"{name} holds NaN or infinite values: clean or impute them before training"
+        )
+    if bounds is not None and (low < bounds[0] or high > bounds[1]):
+        raise ValueError(
+            f"{name} lies outside bounds {bounds}: its values span [{low:.6g}, {high:.6g}]. "
+            "Set bounds to the inputs' valid range (None for unbounded features), or rescale "
+            "the inputs (fral never clamps training data)"
+        )
+
+
+def _logits(output: Any, rows: int) -> torch.Tensor:
+    """The model's output, checked to be a logits tensor of shape ``(rows, C)``."""
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(
+            f"the model must return a logits tensor of shape (N, C), but it returned a "
+            f"{type(output).__name__}: wrap it so that forward returns the logits (e.g. "
+            "out[0] or out['logits'])"
+        )
+    if output.dim() != 2 or output.shape[0] != rows or not output.is_floating_point():
+        raise ValueError(
+            f"the model must return floating-point logits of shape ({rows}, C), got "
+            f"{output.dtype} of shape {tuple(output.shape)}"
+        )
+    return output
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int, name: str) -> None:
+    """Labels in ``[0, num_classes)``, ``num_classes`` the model's output width."""
+    if labels.numel() == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes}) (the model outputs {num_classes} "
+            f"logits), got range [{low}, {high}]: relabel the classes 0..C-1 or give the "
+            "model one output per class"
+        )
+
+
 def trades_loss(
     model: nn.Module,
     x: torch.Tensor,
@@ -215,56 +464,194 @@ def trades_loss(
     bounds: Bounds = (0.0, 1.0),
     generator: torch.Generator | None = None,
     amp: bool | torch.dtype = False,
+    form: str = "official",
 ) -> torch.Tensor:
-    """The TRADES loss (Zhang et al. 2019), as the official implementation computes it.
+    """The TRADES loss (Zhang et al. 2019), computed as the official code (``trades.py``).
 
-    1. In eval mode, from ``x' = x + 0.001 * N(0, 1)``, ``steps`` times:
-       ``x' <- Proj(x' + alpha * sign(grad KL(p(x) || p(x'))))`` onto the eps ball and
-       ``bounds``.
-    2. In train mode: ``CE(f(x), y) + beta * KL(p(x) || p(x'))``, the KL summed and divided by
-       the batch size, the clean distribution *not* detached (gradients flow through both).
+    1. Attack, model in eval mode: ``x' = x + 0.001 * N(0, 1)``, then ``steps`` times
+       ``x' <- clamp(min(max(x' + alpha * sign(grad), x - eps), x + eps), bounds)``, the
+       gradient that of ``KL(p(x) || p(x'))`` (summed) w.r.t. ``x'``, ``p(x)`` the softmax
+       of the clean eval-mode logits; a last clamp to ``bounds``.
+    2. Loss, model in train mode: ``CE(f(x), y) + beta * (1 / N) * KL(p(x) || p(x'))``, the
+       KL summed, the clean distribution *not* detached (gradients flow through both).
+
+    ``form="official"`` (default) runs the official code's three train-mode forward passes,
+    in its order: ``f(x)`` for the cross-entropy, then ``f(x')`` and ``f(x)`` again for the
+    KL term. BatchNorm statistics are updated three times (clean, adversarial, clean) and
+    Dropout draws a mask for each pass (two different masks on the clean input).
+    ``form="fast"`` runs two passes, ``f(x)`` and ``f(x')``, and uses the one clean output
+    for both terms: one forward and backward pass less, BatchNorm statistics updated twice
+    (clean, adversarial), one Dropout mask on the clean input.
+
+    Remaining differences from the official code, in both forms:
+
+    - The Gaussian start comes from ``generator`` (on its device); with ``generator=None``
+      it is drawn, as in the official code, from torch's global CPU generator.
+    - ``bounds`` replaces the official ``[0, 1]`` (``None``: no clamp, for features);
+      ``eps``, ``alpha``, ``steps`` and ``beta`` default to the paper's 4/255, 2/255, 5 and
+      6.0 instead of the official function's 0.031, 0.003, 10 and 1.0.
+    - The clean eval-mode distribution of the attack is computed once, without a graph,
+      instead of at each step (eval mode: the same values).
+    - During the attack the model's parameters have ``requires_grad`` off (gradients are taken
+      w.r.t. ``x'`` only, as the official ``torch.autograd.grad`` call; ``.grad`` is never
+      touched), and afterwards every submodule's train/eval flag is restored as it was,
+      where the official code leaves the whole model in train mode.
+    - The official code calls ``optimizer.zero_grad()``; this function leaves that to the
+      caller (:class:`Trainer` does it).
+    - ``amp`` runs the forward passes under autocast (the official code has none); the
+      losses are computed in float32.
 
     Parameters
     ----------
     model : nn.Module
-        The model being trained. Its train/eval flags are restored before returning; its
-        BatchNorm statistics are updated by the two training forward passes (clean and
-        adversarial), as in training.
+        The model being trained, returning logits ``(N, C)``. Its BatchNorm statistics are
+        updated by the train-mode passes, as in training; its flags are restored.
     x : torch.Tensor, shape (N, ...)
-        Clean inputs on the model's device.
+        Clean inputs on the model's device, of the model's dtype, finite, inside ``bounds``.
     y : torch.Tensor, shape (N,), int64
-        Labels.
+        Labels in ``[0, C)``.
     beta : float, default 6.0
+        Trade-off, ``>= 0``.
     eps, alpha : float
-        Attack radius and step.
+        Attack radius (``>= 0``) and step (``> 0``).
     steps : int, default 5
+        Attack steps, ``>= 1``.
     bounds : (float, float) or None, default (0, 1)
     generator : torch.Generator, optional
         Source of the Gaussian start.
     amp : bool or torch.dtype, default False
         Autocast for the forward passes.
+    form : {"official", "fast"}, default "official"
+        Three train-mode passes as the official code, or two.
 
     Returns
     -------
     torch.Tensor
         Scalar loss with a graph to the model's parameters.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument, naming it: integer inputs, a dtype or device mismatch, the
+        ``meta`` device, NaN/inf in ``x`` or the weights, ``x`` outside ``bounds``, labels
+        outside the model's classes, a model that returns no logits tensor.
     """
-    check_module(model, "model")
+    _check_model(model, "model")
+    beta, eps, alpha, steps, bounds = _trades_options(beta, eps, alpha, steps, bounds, form)
     device = model_device(model)
-    with evaluation_view(model, optimize=False) as view, _frozen_parameters(model):
-        x_adv = pgd_on_view(
-            view, x, eps=eps, alpha=alpha, steps=steps, objective="kl", random_start=True,
-            start_std=0.001, bounds=bounds, generator=generator, amp=amp,
-        )  # fmt: skip
+    _check_inputs(x, "x", model, bounds, device=device)
+    if x.shape[0] == 0:
+        raise ValueError("x is empty: trades_loss needs at least one sample")
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64:
+        raise TypeError(
+            f"y must be an int64 tensor of labels (y.long()), got "
+            f"{getattr(y, 'dtype', type(y).__name__)}"
+        )
+    if y.shape != x.shape[:1]:
+        raise ValueError(
+            f"y must have shape ({x.shape[0]},), one label per x, got {tuple(y.shape)}"
+        )
+    if y.device != device:
+        raise ValueError(f"y is on {y.device} but the model is on {device}: y.to({device!r})")
+    return _trades(
+        model,
+        x,
+        y,
+        beta=beta,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        bounds=bounds,
+        generator=generator,
+        amp=amp,
+        form=form,
+        check_labels=True,
+    )
+
+
+def _trades(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    beta: float,
+    eps: float,
+    alpha: float,
+    steps: int,
+    bounds: Bounds,
+    generator: torch.Generator | None,
+    amp: bool | torch.dtype,
+    form: str,
+    check_labels: bool = False,
+) -> torch.Tensor:
+    """:func:`trades_loss` on checked arguments (``check_labels``: check ``y`` against C)."""
+    device = model_device(model)
+    x = x.detach()
+    with preserved_mode(model, training=False), _frozen_parameters(model):
+        x_adv = _trades_attack(
+            model,
+            x,
+            y if check_labels else None,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            bounds=bounds,
+            generator=generator,
+            amp=amp,
+        )
+    rows = x.shape[0]
     with preserved_mode(model, training=True), autocast(device, amp):
-        logits_clean = model(x).float()
-        logits_adv = model(x_adv).float()
-    natural = F.cross_entropy(logits_clean, y)
-    robust = (
-        F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="sum")
-        / x.shape[0]
+        logits = _logits(model(x), rows).float()
+        logits_adv = _logits(model(x_adv), rows).float()
+        target = _logits(model(x), rows).float() if form == "official" else logits
+    natural = F.cross_entropy(logits, y)
+    robust = (1.0 / rows) * F.kl_div(
+        F.log_softmax(logits_adv, dim=1), F.softmax(target, dim=1), reduction="sum"
     )
     return natural + beta * robust
+
+
+def _trades_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    bounds: Bounds,
+    generator: torch.Generator | None,
+    amp: bool | torch.dtype,
+) -> torch.Tensor:
+    """TRADES' inner maximisation with the official arithmetic; ``model`` in eval mode.
+
+    ``y``, when given, is checked against the width of the clean logits.
+    """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("TRADES needs gradients: it cannot run inside torch.inference_mode()")
+    device = model_device(model)
+    with torch.no_grad(), autocast(device, amp):
+        clean = _logits(model(x), x.shape[0])
+    if y is not None:
+        _check_labels(y, clean.shape[1], "y")
+    target = F.softmax(clean.float(), dim=1)
+    noise_device = "cpu" if generator is None else generator.device
+    noise = 0.001 * torch.randn(x.shape, generator=generator, device=noise_device)
+    x_adv = x + noise.to(device=x.device, dtype=x.dtype)
+    low, high = x - eps, x + eps
+    for _ in range(steps):
+        x_adv.requires_grad_()
+        with torch.enable_grad(), autocast(device, amp):
+            logits = _logits(model(x_adv), x.shape[0])
+            loss = F.kl_div(F.log_softmax(logits.float(), dim=1), target, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, [x_adv])
+        x_adv = x_adv.detach() + alpha * torch.sign(grad)
+        x_adv = torch.min(torch.max(x_adv, low), high)
+        if bounds is not None:
+            x_adv = torch.clamp(x_adv, bounds[0], bounds[1])
+    if bounds is not None:
+        x_adv = torch.clamp(x_adv, bounds[0], bounds[1])
+    return x_adv.detach()
 
 
 @contextlib.contextmanager
@@ -287,20 +674,51 @@ def _frozen_parameters(model: nn.Module) -> Iterator[None]:
 def _labelled(data: Pool | tuple[torch.Tensor, torch.Tensor]) -> tuple[Pool, torch.Tensor]:
     if isinstance(data, tuple) and len(data) == 2:
         x, y = data
-        data = Pool(x, torch.zeros(len(y), dtype=torch.long), labels=y)
+        size = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() else len(y)
+        data = Pool(x, torch.zeros(size, dtype=torch.long), labels=y)
     if not isinstance(data, Pool):
         raise TypeError(f"data must be a labelled fral.Pool or (x, y), got {type(data).__name__}")
     return data, data.require_labels("the training data")
+
+
+def _split(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``order`` in batches of ``batch_size``; a last batch of one sample joins the one before."""
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
+def _num_batches(size: int, batch_size: int) -> int:
+    """``len(_split(range(size), batch_size))``."""
+    count = math.ceil(size / batch_size)
+    return count - 1 if count > 1 and size % batch_size == 1 else count
 
 
 @dataclass
 class Trainer:
     """SGD trainer whose optimiser state survives from one :meth:`fit` to the next.
 
+    Batches: each epoch visits the samples in a fresh random order (or a class-balanced
+    resample with ``oversample``) in batches of ``batch_size``; when the last batch would hold
+    a single sample it joins the one before (a batch of ``batch_size + 1``), so no sample is
+    dropped and BatchNorm never sees a lone sample in train mode (``BatchNorm1d`` cannot
+    normalise one). Only ``batch_size=1`` or a single labelled sample then leaves a batch of
+    one; a model whose BatchNorm cannot take it gets a ``ValueError`` naming ``batch_size``.
+
+    Checks: the options when the :class:`TrainConfig` is made; at the start of each
+    :meth:`fit`, before any step, the model (no ``meta`` tensors, finite weights, something
+    to train), the inputs (floating point, the model's dtype, finite, inside ``bounds`` for
+    adversarial training: the whole tensor once, or each batch of a ``Dataset``-backed pool
+    as it is loaded), and, from one eval-mode forward pass on the first batch (no grad, no
+    BatchNorm update), that the model returns an ``(N, C)`` logits tensor and that every
+    label lies in ``[0, C)``. A NaN or infinite loss stops training before its optimiser step
+    with a :class:`NonFiniteLossError` naming the epoch and batch.
+
     Parameters
     ----------
     model : nn.Module
-        The model to train, in place.
+        The model to train, in place. Its train/eval flags are restored after each fit.
     config : TrainConfig
         Options; ``fit(epochs=...)`` can override the epoch count per call.
     random_state : int, torch.Generator or None
@@ -322,11 +740,18 @@ class Trainer:
     def __post_init__(self) -> None:
         check_module(self.model, "model")
         if not isinstance(self.config, TrainConfig):
-            raise TypeError("config must be a fral.training.TrainConfig")
+            raise TypeError(
+                f"config must be a fral.training.TrainConfig, got {type(self.config).__name__}"
+            )
+        _flag("progress", self.progress)
+        if not any(True for _ in self.model.parameters()):
+            raise ValueError("model has no parameters to train (a stateless module)")
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=self.config.lr, momentum=self.config.momentum,
+            self.model.parameters(),
+            lr=self.config.lr,
+            momentum=self.config.momentum,
             weight_decay=self.config.weight_decay,
-        )  # fmt: skip
+        )
         self.generator = make_generator(resolve_seed(self.random_state))
         self.epochs_done = 0
 
@@ -362,6 +787,29 @@ class Trainer:
         order = torch.cat(parts)
         return order[torch.randperm(len(order), generator=self.generator)]
 
+    def _config(self, config: TrainConfig | None, epochs: int | None) -> TrainConfig:
+        if config is None:
+            config = self.config
+        elif not isinstance(config, TrainConfig):
+            raise TypeError(
+                f"config must be a fral.training.TrainConfig, got {type(config).__name__}"
+            )
+        config = config.resolved()
+        return config if epochs is None else config.for_epochs(epochs)
+
+    def _probe(self, pool: Pool, labels: torch.Tensor, config: TrainConfig) -> None:
+        """One eval-mode forward on the first batch: logits ``(N, C)``, labels in ``[0, C)``."""
+        device = model_device(self.model)
+        x = pool.get_inputs(torch.arange(min(len(pool), config.batch_size))).to(device)
+        with (
+            preserved_mode(self.model, training=False),
+            torch.no_grad(),
+            autocast(device, config.amp),
+            _lone_sample_hint(x, config),
+        ):
+            logits = _logits(self.model(x), x.shape[0])
+        _check_labels(labels, logits.shape[1], "the training labels")
+
     def fit(
         self,
         data: Pool | tuple[torch.Tensor, torch.Tensor],
@@ -374,9 +822,12 @@ class Trainer:
         Parameters
         ----------
         data : Pool or (x, y)
-            Labelled training samples.
+            Labelled training samples, ``x`` of shape ``(N, ...)`` (floating point, the
+            model's dtype), ``y`` int64 of shape ``(N,)`` in ``[0, C)``; ``N >= 1``.
         epochs : int, optional
-            Override of the epoch count for this call.
+            Override of the epoch count for this call (``>= 0``). A count shorter than the
+            config's ``warmup_epochs`` clips the warm-up to it (:meth:`TrainConfig.for_epochs`):
+            a fine-tuning call never fails for it.
         config : TrainConfig, optional
             Options for this call (e.g. a gentler fine-tuning schedule); default the
             trainer's ``config``. The optimiser's momentum buffers carry over either way.
@@ -385,68 +836,125 @@ class Trainer:
         -------
         list of dict
             Per epoch: ``epoch``, ``loss`` (mean), ``lr`` (last), ``seconds``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A bad argument, named, before any training step (see the class docstring).
+        NonFiniteLossError
+            A NaN or infinite loss; the model keeps the weights of the last finite step.
         """
-        config = (self.config if config is None else config).resolved()
-        if epochs is not None:
-            config = replace(config, epochs=epochs)
+        config = self._config(config, epochs)
         pool, labels = _labelled(data)
         if len(pool) == 0:
-            raise ValueError("no labelled samples to train on")
+            raise ValueError("data is empty: there are no labelled samples to train on")
+        _check_model(self.model)
         device = model_device(self.model)
+        bounds = config.bounds if config.adversarial else None
+        per_batch = not isinstance(pool.inputs, torch.Tensor)
+        if not per_batch:
+            _check_inputs(pool.inputs, "data", self.model, bounds)
         counts = torch.bincount(labels)
         epoch_size = int(counts.max()) * int((counts > 0).sum()) if config.oversample else len(pool)
-        batches_per_epoch = math.ceil(epoch_size / config.batch_size)
+        batches_per_epoch = _num_batches(epoch_size, config.batch_size)
         total = config.epochs * batches_per_epoch
         warmup = round(config.warmup_epochs * batches_per_epoch)
         history = []
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         # Dropout draws from the global RNG: fork it so training is reproducible from our seed
         # and the caller's global RNG stream is left as it was.
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), preserved_mode(self.model, training=True):
-            torch.manual_seed(seed)
+            if per_batch:
+                _check_inputs(
+                    pool.get_inputs(torch.arange(min(len(pool), config.batch_size))),
+                    "data",
+                    self.model,
+                    bounds,
+                )
+            self._probe(pool, labels, config)
+            # Drawn after the checks: a refused call leaves the trainer's generator as it was.
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
             step = 0
             for _ in range(config.epochs):
                 start, losses = time.perf_counter(), []
-                order = self._epoch_order(labels, config)
+                batches = _split(self._epoch_order(labels, config), config.batch_size)
                 bar = tqdm(
-                    order.split(config.batch_size), disable=not self.progress, leave=False,
+                    batches,
+                    disable=not self.progress,
+                    leave=False,
                     desc=f"{'TRADES' if config.adversarial else 'train'} epoch "
-                    f"{self.epochs_done + 1}", unit="batch",
-                )  # fmt: skip
-                for index in bar:
+                    f"{self.epochs_done + 1}",
+                    unit="batch",
+                )
+                for number, index in enumerate(bar, start=1):
                     lr = config.lr * warmup_cosine(step, total, warmup)
                     for group in self.optimizer.param_groups:
                         group.update(
                             lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
                         )
-                    x = pool.get_inputs(index).to(device, non_blocking=True)
+                    x = pool.get_inputs(index)
+                    if per_batch:
+                        _check_inputs(x, "data", self.model, bounds)
+                    x = x.to(device, non_blocking=True)
                     y = labels[index].to(device, non_blocking=True)
                     loss = self._loss(x, y, config)
+                    if not bool(torch.isfinite(loss)):
+                        raise NonFiniteLossError(
+                            f"the training loss is {float(loss.detach())} at epoch "
+                            f"{self.epochs_done + 1}, batch {number} of {len(batches)} "
+                            f"(lr {lr:.4g}): lower lr, or check the inputs and labels; the "
+                            "model keeps the weights of the last finite step"
+                        )
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
                     losses.append(loss.detach())
                     step += 1
                 self.epochs_done += 1
-                history.append({
-                    "epoch": self.epochs_done,
-                    "loss": float(torch.stack(losses).mean()),
-                    "lr": lr,
-                    "seconds": time.perf_counter() - start,
-                })  # fmt: skip
+                history.append(
+                    {
+                        "epoch": self.epochs_done,
+                        "loss": float(torch.stack(losses).mean()),
+                        "lr": lr,
+                        "seconds": time.perf_counter() - start,
+                    }
+                )
         return history
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-        if config.adversarial:
-            return trades_loss(
-                self.model, x, y, beta=config.beta, eps=config.eps, alpha=config.alpha,
-                steps=config.steps, bounds=config.bounds, generator=self.generator,
-                amp=config.amp,
-            )  # fmt: skip
-        with autocast(model_device(self.model), config.amp):
-            logits = self.model(x).float()
-        return F.cross_entropy(logits, y)
+        with _lone_sample_hint(x, config):
+            if config.adversarial:
+                return _trades(
+                    self.model,
+                    x,
+                    y,
+                    beta=config.beta,
+                    eps=config.eps,
+                    alpha=config.alpha,
+                    steps=config.steps,
+                    bounds=config.bounds,
+                    generator=self.generator,
+                    amp=config.amp,
+                    form=config.trades,
+                )
+            with autocast(model_device(self.model), config.amp):
+                logits = _logits(self.model(x), x.shape[0]).float()
+            return F.cross_entropy(logits, y)
+
+
+@contextlib.contextmanager
+def _lone_sample_hint(x: torch.Tensor, config: TrainConfig) -> Iterator[None]:
+    """Turn BatchNorm's error on a batch of one sample into one naming ``batch_size``."""
+    try:
+        yield
+    except ValueError as error:
+        if x.shape[0] == 1 and "more than 1 value per channel" in str(error):
+            raise ValueError(
+                "a batch of one sample cannot pass the model's BatchNorm, which normalises "
+                "with the batch's own statistics in training: "
+                f"use batch_size >= 2 (now {config.batch_size}) and at least 2 labelled samples"
+            ) from error
+        raise
 
 
 def adversarial_train(
@@ -462,8 +970,9 @@ def adversarial_train(
     A tqdm bar per epoch unless ``progress=False``. ``options`` are :class:`TrainConfig`
     fields (``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``,
     ``warmup_epochs``, ``beta``, ``eps``, ``alpha``, ``steps``, ``bounds``, ``oversample``,
-    ``amp``). Call ``trainer.fit(new_data)`` to fine-tune from the
-    current weights and optimiser state.
+    ``amp``, ``trades``), checked as :class:`TrainConfig` checks them; the inputs are checked
+    as :meth:`Trainer.fit` does. Call ``trainer.fit(new_data)`` to fine-tune from the current
+    weights and optimiser state.
     """
     trainer = Trainer(model, TrainConfig(adversarial=True, **options), random_state, progress)
     trainer.fit(data)
@@ -480,7 +989,8 @@ def standard_train(
 ) -> Trainer:
     """Cross-entropy training of the auxiliary standard model ``M_S``, in place.
 
-    Same schedule and options as :func:`adversarial_train`, without the attack.
+    Same schedule, options and checks as :func:`adversarial_train`, without the attack
+    (``bounds`` is then not used, nor checked).
     """
     trainer = Trainer(model, TrainConfig(adversarial=False, **options), random_state, progress)
     trainer.fit(data)
