@@ -4,6 +4,7 @@
 >>> picks = JIN(budget=100).select(model_r, model_s, Pool(x, groups))  # doctest: +SKIP
 """
 
+from fral._modules import OptimizationWarning, clear_cache
 from fral.attacks import PGD, TorchattacksAttack, as_attack, pgd
 from fral.datasets import FairDataset, load_dataset
 from fral.loop import initialize, run_experiment
@@ -47,7 +48,15 @@ from fral.strategies import (
     MinMax,
     build_strategy,
 )
-from fral.training import TrainConfig, Trainer, adversarial_train, standard_train, trades_loss
+from fral.training import (
+    INHERIT,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    adversarial_train,
+    standard_train,
+    trades_loss,
+)
 
 __version__ = "0.2.0"
 
@@ -57,6 +66,7 @@ __all__ = [
     "ENT",
     "GENT",
     "GRAND",
+    "INHERIT",
     "JIN",
     "OPT",
     "PGD",
@@ -67,6 +77,8 @@ __all__ = [
     "FairDataset",
     "GroupMetric",
     "MinMax",
+    "NonFiniteLossError",
+    "OptimizationWarning",
     "Pool",
     "QueryStrategy",
     "Strategy",
@@ -77,6 +89,7 @@ __all__ = [
     "adversarial_train",
     "as_attack",
     "build_strategy",
+    "clear_cache",
     "embeddings",
     "entropy",
     "entropy_scores",
