@@ -12,6 +12,7 @@ missing input raises a ``ValueError`` naming it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -500,20 +501,15 @@ def group_order(
             **worst_group.as_kwargs(),
         )
         ranked = [group for group in ranking.tolist() if group < pool.num_groups]
-        empty = []
-        for group in ranked:
-            if counts[group] > 0:
-                break
-            empty.append(group)
-        if empty and len(empty) < len(ranked):
-            _warn_user(
-                f"the worst group(s) {empty} have no candidates left; selecting from group "
-                f"{ranked[len(empty)]}"
-            )
     else:
         return None
     rest = sorted(set(range(pool.num_groups)) - set(ranked))
     order = [group for group in ranked + rest if counts[group] > 0]
+    skipped = list(itertools.takewhile(lambda group: counts[group] == 0, ranked))
+    if skipped:
+        _warn_user(
+            f"the worst group(s) {skipped} have no candidates left; selecting from group {order[0]}"
+        )
     return order if fill else order[:1]
 
 

@@ -177,3 +177,13 @@ def test_jin_without_validation_or_group_warns_that_it_ignores_groups(pool, mode
         strategy.select(*models, pool, group=2)
         strategy.select(*models, pool, validation=validation)
     assert strategy.last_selection == {"groups": [1]}
+
+
+def test_drawing_only_from_groups_without_validation_samples_warns(pool, models):
+    validation = _worst_first_validation(models[0], 3)
+    only_2 = pool.subset(pool.group_indices(2))
+    only_2 = Pool(only_2.inputs, only_2.groups, num_groups=3)
+    strategy = GRAND(5, criterion="clean", random_state=0)
+    with pytest.warns(UserWarning, match=r"worst group\(s\) \[1, 0\] have no candidates left"):
+        picks = strategy.select(models[0], pool=only_2, validation=validation)
+    assert picks.numel() == 5 and strategy.last_selection == {"groups": [2]}
