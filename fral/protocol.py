@@ -12,9 +12,12 @@ missing input raises a ``ValueError`` naming it.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,11 +38,17 @@ __all__ = [
     "Strategy",
     "WorstGroupOptions",
     "candidate_indices",
+    "check_amp",
     "check_batch_size",
     "check_budget",
+    "check_flag",
+    "check_int",
+    "check_real",
     "clip_budget",
+    "draw_by_group",
+    "fill_plan",
     "group_candidates",
-    "resolve_group",
+    "group_order",
     "top_budget",
 ]
 
@@ -76,20 +85,70 @@ class QueryStrategy(Protocol):
     ) -> torch.Tensor: ...
 
 
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as a Python int ``>= minimum`` (NumPy integers accepted), or a clear error.
+
+    A ``TypeError`` for a bool, a float or any other non-integer; a ``ValueError`` below
+    ``minimum``; both name ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_real(
+    value: Any,
+    name: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float in the interval ``low .. high``, or a clear error.
+
+    ``low_open``/``high_open`` exclude the bound. A ``TypeError`` for a non-number (bools
+    included), a ``ValueError`` for NaN, infinity or a value outside the interval.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if not math.isfinite(value) or below or above:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value}")
+    return value
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` if it is a bool (NumPy bools too), else a ``TypeError`` naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_amp(amp: Any) -> bool | torch.dtype:
+    """``amp`` if it is a bool or a floating-point ``torch.dtype``, else a ``TypeError``."""
+    if isinstance(amp, (bool, np.bool_)):
+        return bool(amp)
+    if isinstance(amp, torch.dtype) and amp.is_floating_point:
+        return amp
+    raise TypeError(
+        f"amp must be True, False or a floating torch.dtype (torch.bfloat16), got {amp!r}"
+    )
+
+
 def check_budget(budget: Any) -> int:
-    """``budget`` as an int >= 1, or a clear error."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
-        raise TypeError(f"budget must be an integer, got {type(budget).__name__}")
-    if budget < 1:
-        raise ValueError(f"budget must be >= 1, got {budget}")
-    return int(budget)
+    """``budget`` as an int >= 1 (NumPy integers accepted), or a clear error."""
+    return check_int(budget, "budget")
 
 
-def check_batch_size(batch_size: object) -> int:
-    """``batch_size`` as a positive int, or a clear error."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return batch_size
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` as a positive int (NumPy integers accepted), or a clear error."""
+    return check_int(batch_size, "batch_size")
 
 
 _PACKAGE_DIR = os.path.dirname(__file__) + os.sep
@@ -195,7 +254,7 @@ class WorstGroupOptions:
         self.criterion = criterion
         self.metric = metric
         self.batch_size = check_batch_size(batch_size)
-        self.amp = amp
+        self.amp = check_amp(amp)
 
     def as_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`resolve_group` and :func:`fral.metrics.group_ranking`."""
@@ -219,6 +278,9 @@ class Request:
     validation: Pool | None
     group: int | None
     seed: int
+    #: Set by helpers that draw group by group (:func:`draw_by_group`, MinMax, OPT): the
+    #: picks then report their groups in :attr:`Strategy.last_selection`.
+    grouped: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -235,7 +297,17 @@ def _check_pool(value: Any, name: str, labels: bool = False) -> Pool:
         raise TypeError(f"{name} must be a fral.Pool, got {type(value).__name__}")
     if labels:
         value.require_labels(name)
+        if len(value) == 0:
+            raise ValueError(f"{name} is empty: give a labelled Pool with at least one sample")
     return value
+
+
+def _groups_in_order(groups: torch.Tensor) -> list[int]:
+    """The distinct values of ``groups`` in order of first appearance."""
+    seen: dict[int, None] = {}
+    for group in groups.tolist():
+        seen.setdefault(group, None)
+    return list(seen)
 
 
 class Strategy:
@@ -254,6 +326,14 @@ class Strategy:
     Subclasses set ``requires`` and implement ``_select(request) -> LongTensor`` returning
     pool indices, best first. Strategies that carry state across rounds (MinMax's weights)
     override :meth:`state_dict` and :meth:`load_state_dict`; the random stream is part of it.
+
+    Attributes
+    ----------
+    last_selection : dict or None
+        After each :meth:`select`: ``{"groups": [g0, g1, ...]}``, the groups the picks were
+        actually drawn from, in the order they were drawn (a strategy that tops up from the
+        next group lists both), or ``{"groups": None}`` when the strategy drew from the whole
+        pool without regard to groups. ``None`` before the first call.
     """
 
     requires: frozenset[str] = frozenset()
@@ -268,6 +348,7 @@ class Strategy:
         self.budget = check_budget(budget)
         self.random_state = random_state
         self._rng = make_generator(resolve_seed(random_state))
+        self.last_selection: dict[str, list[int] | None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(budget={self.budget})"
@@ -318,8 +399,11 @@ class Strategy:
             Unique indices into ``pool``, at most ``budget``, best first.
         """
         request = self._check(model_r, model_s, pool, labeled, validation, group)
-        picks = self._select(request)
-        return picks.to("cpu", torch.int64)
+        picks = self._select(request).to("cpu", torch.int64)
+        grouped = request.grouped or request.group is not None
+        groups = _groups_in_order(request.pool.groups[picks]) if grouped else None
+        self.last_selection = {"groups": groups}
+        return picks
 
     def _select(self, request: Request) -> torch.Tensor:
         raise NotImplementedError
@@ -360,8 +444,18 @@ class Strategy:
                 )
         if validation is not None:
             _check_pool(validation, "validation", labels=True)
+            if validation.num_groups != pool.num_groups:
+                raise ValueError(
+                    f"validation has num_groups={validation.num_groups} but pool has "
+                    f"num_groups={pool.num_groups}; build both with Pool(..., num_groups=G)"
+                )
         if labeled is not None:
             _check_pool(labeled, "labeled")
+            if labeled.num_groups > pool.num_groups:
+                raise ValueError(
+                    f"labeled has num_groups={labeled.num_groups} but pool has "
+                    f"num_groups={pool.num_groups}; build both with Pool(..., num_groups=G)"
+                )
         if group is not None:
             if isinstance(group, bool) or not isinstance(group, (int, np.integer)):
                 raise TypeError(f"group must be an int group id or None, got {group!r}")
@@ -374,38 +468,111 @@ class Strategy:
         return Request(model_r, model_s, pool, labeled, validation, group, seed)
 
 
-def resolve_group(
-    request: Request,
-    *,
-    attack: Any = None,
-    criterion: str = "mean",
-    metric: str = "accuracy",
-    batch_size: int = 256,
-    amp: bool | torch.dtype = False,
-) -> int | None:
-    """The group a group-aware strategy draws from (Algorithm 1, line 5).
+def group_order(
+    request: Request, worst_group: WorstGroupOptions | None, *, fill: bool
+) -> list[int] | None:
+    """The groups a group-aware strategy draws from, first to last; ``None`` = the whole pool.
 
-    ``request.group`` when given (it must have candidates); else the worst group of
-    ``model_r`` on ``request.validation`` (see :func:`fral.metrics.group_ranking`), skipping,
-    with a warning, worse groups that have no candidate left in the pool; else ``None``,
-    meaning the whole pool.
+    - ``request.group = k``: group ``k`` (it must have candidates), then, with ``fill``, the
+      other groups by ascending id. The validation set is not used.
+    - else, with ``request.validation`` and ``worst_group``: the groups ranked worst to best
+      on it (:func:`fral.metrics.group_ranking` of ``model_r`` under ``worst_group``'s
+      options; ties to the lower id), then the groups without validation samples, by id.
+      Worse groups with no candidate left are skipped with a warning.
+    - else ``None``: no group is singled out.
+
+    Groups without candidates are left out. Without ``fill`` only the first group is kept
+    (Algorithm 1, line 5: draw from the worst group only).
+
+    Returns
+    -------
+    list of int, or None
     """
+    pool = request.pool
+    counts = pool.group_counts()
     if request.group is not None:
-        group_candidates(request.pool, request.group)
-        return request.group
-    if request.validation is None:
+        group_candidates(pool, request.group)
+        ranked = [request.group]
+    elif request.validation is not None and worst_group is not None:
+        ranking = group_ranking(
+            request.model_r,
+            request.validation,
+            random_state=request.seed,
+            **worst_group.as_kwargs(),
+        )
+        ranked = [group for group in ranking.tolist() if group < pool.num_groups]
+    else:
         return None
-    ranking = group_ranking(
-        request.model_r, request.validation, attack=attack, criterion=criterion, metric=metric,
-        batch_size=batch_size, amp=amp, random_state=request.seed,
-    )  # fmt: skip
-    counts = request.pool.group_counts()
-    for position, group in enumerate(ranking.tolist()):
-        if group < counts.numel() and counts[group] > 0:
-            if position:
-                _warn_user(
-                    f"the worst group(s) {ranking[:position].tolist()} have no candidates left; "
-                    f"selecting from group {group}"
-                )
-            return group
-    raise ValueError("no group ranked on the validation set has candidates in the pool")
+    rest = sorted(set(range(pool.num_groups)) - set(ranked))
+    order = [group for group in ranked + rest if counts[group] > 0]
+    skipped = list(itertools.takewhile(lambda group: counts[group] == 0, ranked))
+    if skipped:
+        _warn_user(
+            f"the worst group(s) {skipped} have no candidates left; selecting from group {order[0]}"
+        )
+    return order if fill else order[:1]
+
+
+def fill_plan(order: list[int], budget: int, available: torch.Tensor) -> list[tuple[int, int]]:
+    """``(group, count)`` draws that take each group of ``order`` whole, in turn, up to ``budget``.
+
+    Parameters
+    ----------
+    order : list of int
+        Groups, first to last.
+    budget : int
+        Most samples in all.
+    available : torch.Tensor, shape (G,), int
+        Candidates each group still has.
+
+    Returns
+    -------
+    list of (group, count)
+        Positive counts, at most ``available[group]`` each, summing to
+        ``min(budget, available[order].sum())``.
+    """
+    plan, need = [], budget
+    for group in order:
+        take = min(need, int(available[group]))
+        if take > 0:
+            plan.append((group, take))
+            need -= take
+    return plan
+
+
+def draw_by_group(
+    request: Request,
+    order: list[int] | None,
+    budget: int,
+    rank: Callable[[torch.Tensor, int], torch.Tensor],
+) -> torch.Tensor:
+    """Walk ``order`` (from :func:`group_order`), taking each group's best candidates in turn.
+
+    Each group in ``order`` gives as many picks as the budget still needs, ranked by
+    ``rank(candidates, count)`` among that group's candidates only, until ``budget`` picks
+    are made. A budget above the candidates of all groups in ``order`` returns them all with
+    a warning. ``order=None`` ranks the whole pool at once.
+
+    Parameters
+    ----------
+    request : Request
+    order : list of int, or None
+    budget : int
+    rank : callable
+        ``rank(candidates, count)``: given ascending pool indices (int64, CPU) and a count no
+        larger than their number, the ``count`` best of them (pool indices), best first.
+
+    Returns
+    -------
+    torch.Tensor, int64, on the CPU
+        Pool indices, group by group in ``order``, best first within a group.
+    """
+    pool = request.pool
+    if order is None:
+        candidates = torch.arange(len(pool))
+        return rank(candidates, clip_budget(budget, candidates.numel())).cpu()
+    request.grouped = True
+    available = pool.group_counts()
+    total = clip_budget(budget, sum(int(available[group]) for group in order))
+    plan = fill_plan(order, total, available)
+    return torch.cat([rank(pool.group_indices(group), take).cpu() for group, take in plan])

@@ -10,10 +10,15 @@ Equations refer to Wu, Chen & Hsu, *Fair Robust Active Learning by Joint Inconsi
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "check_weights",
     "entropy",
     "fuse",
     "kl_from_logits",
@@ -137,14 +142,19 @@ def zscore(scores: torch.Tensor) -> torch.Tensor:
     """Standardise to mean 0 and (population) standard deviation 1: ``N(.)`` of Eq. 4.
 
     A constant vector (or a single value) has no spread and maps to zeros, never to NaN.
+    Computed in float64 (float32 on MPS, which has no float64) after dividing by the largest
+    magnitude, which changes no z-score, so values up to the dtype's maximum (``3e38`` in
+    float32, ``1e308`` in float64) neither overflow nor lose the spread.
 
     Parameters
     ----------
     scores : torch.Tensor, shape (N,)
+        Finite floating-point (or integer) values.
 
     Returns
     -------
     torch.Tensor, shape (N,)
+        In the input's dtype, at least float32, on the input's device.
     """
     if not isinstance(scores, torch.Tensor):
         raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
@@ -152,16 +162,60 @@ def zscore(scores: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"scores must be 1-D, got shape {tuple(scores.shape)}")
     if scores.numel() == 0:
         raise ValueError("scores is empty")
+    if scores.dtype == torch.bool or scores.is_complex():
+        raise TypeError(f"scores must be real numbers, got dtype {scores.dtype}")
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("scores hold NaN or infinite values")
-    values = scores.to(torch.promote_types(scores.dtype, torch.float32))
+    dtype = torch.promote_types(scores.dtype, torch.float32)
+    work = torch.float32 if scores.device.type == "mps" else torch.float64
+    values = scores.to(work)
+    scale = values.abs().max()
+    if not scale > 0:
+        return torch.zeros_like(values, dtype=dtype)
+    values = values / scale
     centred = values - values.mean()
     std = centred.square().mean().sqrt()
-    # Spreads at rounding level are no signal: treat them as constant rather than amplify noise.
-    tiny = torch.finfo(values.dtype).eps * values.abs().max() * 8
-    if std <= tiny:
-        return torch.zeros_like(values)
-    return centred / std
+    # Spreads at the input's rounding level are no signal: treat them as constant rather than
+    # amplify noise (after the scaling the largest magnitude is 1).
+    if std <= torch.finfo(dtype).eps * 8:
+        return torch.zeros_like(values, dtype=dtype)
+    return (centred / std).to(dtype)
+
+
+def check_weights(weights: Any, count: int) -> tuple[float, ...]:
+    """``weights`` as ``count`` finite non-negative floats with a positive sum, or a clear error.
+
+    Parameters
+    ----------
+    weights : sequence of real numbers
+        A list, tuple, 1-D array or 1-D tensor.
+    count : int
+        How many are expected (one per score).
+
+    Returns
+    -------
+    tuple of float
+    """
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        raise TypeError(
+            f"weights must be a sequence of numbers (e.g. (1.0, 1.0)), got {type(weights).__name__}"
+        )
+    if isinstance(weights, (torch.Tensor, np.ndarray)) and weights.ndim != 1:
+        raise ValueError(f"weights must be 1-D, got shape {tuple(weights.shape)}")
+    values = list(weights.tolist() if isinstance(weights, (torch.Tensor, np.ndarray)) else weights)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"weights must be real numbers, got {value!r} in {weights!r}")
+    if len(values) != count:
+        raise ValueError(f"got {len(values)} weights for {count} scores; give one per score")
+    result = tuple(float(value) for value in values)
+    if not all(math.isfinite(value) for value in result):
+        raise ValueError(f"weights must be finite, got {result}")
+    if any(value < 0 for value in result):
+        raise ValueError(f"weights must be non-negative, got {result}")
+    if not sum(result) > 0:
+        raise ValueError(f"weights must have a positive sum (all zero ranks nothing), got {result}")
+    return result
 
 
 def fuse(
@@ -174,7 +228,8 @@ def fuse(
     *scores : torch.Tensor, each of shape (N,)
         Per-candidate scores on one set of candidates, e.g. standard and robust inconsistency.
     weights : sequence of float, optional
-        One weight per score.
+        One finite, non-negative weight per score, with a positive sum (see
+        :func:`check_weights`).
 
     Returns
     -------
@@ -182,10 +237,10 @@ def fuse(
     """
     if not scores:
         raise ValueError("fuse needs at least one score")
-    if weights is None:
-        weights = [1.0] * len(scores)
-    if len(weights) != len(scores):
-        raise ValueError(f"got {len(weights)} weights for {len(scores)} scores")
+    weights = (1.0,) * len(scores) if weights is None else check_weights(weights, len(scores))
+    for position, score in enumerate(scores):
+        if not isinstance(score, torch.Tensor):
+            raise TypeError(f"score {position} must be a torch.Tensor, got {type(score).__name__}")
     shapes = {tuple(s.shape) for s in scores}
     if len(shapes) != 1:
         raise ValueError(f"scores must share one shape, got {sorted(shapes)}")

@@ -118,9 +118,11 @@ def test_badge_gradient_scale_is_the_cross_entropy_gradient():
 def test_badge_never_repeats_and_covers_duplicates():
     logits, features = gaussian(4, 3, 1), gaussian(4, 5, 2)
     picks = badge_kmeanspp(
-        torch.cat([gradient_scale(logits)] * 3), torch.cat([features] * 3), 12,
+        torch.cat([gradient_scale(logits)] * 3),
+        torch.cat([features] * 3),
+        12,
         generator=make_generator(0),
-    )  # fmt: skip
+    )
     assert sorted(picks.tolist()) == list(range(12))
     assert sorted((picks[:4] % 4).tolist()) == [0, 1, 2, 3], "distinct points come first"
 

@@ -16,6 +16,9 @@ from tests.utils import assert_unchanged, make_net, snapshot
 
 NO_START = PGD(random_start=False)
 
+# Most tests here score the whole pool on purpose; the warning itself is tested below.
+pytestmark = pytest.mark.filterwarnings("ignore:JIN got neither:UserWarning")
+
 
 def brute_force(model_r, model_s, x):
     """Eq. 2-4 computed directly, sample by sample, with plain model calls."""
@@ -65,13 +68,15 @@ def test_group_restriction_and_ablations(setup) -> None:
     assert (pool.groups[picks] == 2).all()
     fused = zscore(std[members]) + zscore(rob[members])  # z-scores over the group only
     assert torch.equal(picks, members[ranking(fused)[:8]])
-    s_only = JIN(8, attack=NO_START, components=("standard",)).select(model_r, model_s, pool,
-                                                                         group=2)  # fmt: skip
+    s_only = JIN(8, attack=NO_START, components=("standard",)).select(
+        model_r, model_s, pool, group=2
+    )
     assert torch.equal(s_only, members[ranking(std[members])[:8]])
     r_only = JIN(8, attack=NO_START, components=("robust",))
     assert r_only.requires == frozenset()
-    assert torch.equal(r_only.select(model_r, None, pool, group=2),
-                       members[ranking(rob[members])[:8]])  # fmt: skip
+    assert torch.equal(
+        r_only.select(model_r, None, pool, group=2), members[ranking(rob[members])[:8]]
+    )
     weighted = JIN(8, attack=NO_START, weights=(2.0, 0.5)).score(model_r, model_s, pool)
     assert torch.allclose(weighted, 2 * zscore(std) + 0.5 * zscore(rob), atol=1e-4)
 
@@ -85,16 +90,19 @@ def test_worst_group_comes_from_validation(trained_net, digits) -> None:
     model_s = make_net(num_classes=10)
     picks = JIN(20, random_state=0).select(trained_net, model_s, pool, validation=validation)
     assert (pool.groups[picks] == 1).all()
-    scores = JIN(20, random_state=0).score(trained_net, model_s, pool,
-                                           indices=pool.group_indices(1))  # fmt: skip
+    scores = JIN(20, random_state=0).score(
+        trained_net, model_s, pool, indices=pool.group_indices(1)
+    )
     chosen = scores[torch.searchsorted(pool.group_indices(1), picks)]
     assert (chosen[:-1] >= chosen[1:]).all()  # best first
     # Group 1 exhausted: the next-worst group with candidates is used, with a warning.
-    only_easy = Pool(x[400:900][groups[400:900] == 0], groups[400:900][groups[400:900] == 0],
-                     num_groups=2)  # fmt: skip
+    only_easy = Pool(
+        x[400:900][groups[400:900] == 0], groups[400:900][groups[400:900] == 0], num_groups=2
+    )
     with pytest.warns(UserWarning, match="no candidates left"):
-        fallback = JIN(5, random_state=0).select(trained_net, model_s, only_easy,
-                                                 validation=validation)  # fmt: skip
+        fallback = JIN(5, random_state=0).select(
+            trained_net, model_s, only_easy, validation=validation
+        )
     assert len(fallback) == 5
 
 
@@ -129,7 +137,7 @@ def test_models_come_back_unchanged(setup, train) -> None:
 def test_budget_above_candidates_returns_all_with_a_warning(setup) -> None:
     model_r, model_s, pool, _ = setup
     with pytest.warns(UserWarning, match="exceeds the 20 candidates"):
-        picks = JIN(50).select(model_r, model_s, pool, group=1)
+        picks = JIN(50, fill=False).select(model_r, model_s, pool, group=1)
     assert sorted(picks.tolist()) == pool.group_indices(1).tolist()
 
 

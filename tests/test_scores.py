@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from fral.scores import (
     standard_inconsistency,
     zscore,
 )
+from fral.strategies.jin import JIN
 
 P = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])  # (1/2, 1/2) and (3/4, 1/4)
 Q = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])  # (3/4, 1/4) and (1/2, 1/2)
@@ -71,6 +73,34 @@ def test_zscore_keeps_tiny_but_real_spread() -> None:
     assert torch.allclose(zscore(scores), torch.tensor([-1.2247449, 0.0, 1.2247449]), atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        ([1e300, 2e300, 3e300], torch.float64),
+        ([-1.7e308, 0.0, 1.7e308], torch.float64),
+        ([1e38, 2e38, 3e38], torch.float32),
+        ([-3e38, 0.0, 3e38], torch.float32),
+        ([6e4, 3e4, 0.0], torch.float16),
+    ],
+)
+def test_zscore_is_stable_for_huge_values(values: list[float], dtype: torch.dtype) -> None:
+    # Squaring such values overflowed the dtype: inf or NaN instead of the z-scores.
+    scores = torch.tensor(values, dtype=dtype)
+    scaled = torch.tensor(values, dtype=torch.float64) / max(abs(v) for v in values)
+    out = zscore(scores)
+    assert out.dtype == torch.promote_types(dtype, torch.float32)
+    assert bool(torch.isfinite(out).all())
+    expected = (scaled - scaled.mean()) / (scaled - scaled.mean()).square().mean().sqrt()
+    assert torch.allclose(out.double(), expected, atol=1e-3)
+
+
+def test_zscore_keeps_the_dtype_and_device() -> None:
+    assert zscore(torch.tensor([1.0, 2.0], dtype=torch.float64)).dtype == torch.float64
+    assert zscore(torch.tensor([1, 2, 4])).dtype == torch.float32
+    with pytest.raises(TypeError, match="real numbers"):
+        zscore(torch.tensor([True, False]))
+
+
 def test_fuse_by_hand() -> None:
     a = torch.tensor([0.0, 1.0, 2.0])
     b = torch.tensor([10.0, 0.0, 20.0])
@@ -95,11 +125,45 @@ def test_fuse_by_hand() -> None:
         (lambda: fuse(), ValueError),
         (lambda: fuse(torch.ones(3), torch.ones(4)), ValueError),
         (lambda: fuse(torch.ones(3), weights=[1.0, 2.0]), ValueError),
+        (lambda: fuse(torch.ones(3), [1.0, 2.0, 3.0]), TypeError),
     ],
 )
 def test_bad_input_raises(call, error) -> None:
     with pytest.raises(error):
         call()
+
+
+@pytest.mark.parametrize(
+    ("weights", "error", "match"),
+    [
+        ((float("nan"), 1.0), ValueError, "finite"),
+        ((1.0, float("inf")), ValueError, "finite"),
+        ((1.0, -0.5), ValueError, "non-negative"),
+        ((0.0, 0.0), ValueError, "positive sum"),
+        ((1.0,), ValueError, "1 weights for 2 scores"),
+        ((1.0, 2.0, 3.0), ValueError, "3 weights for 2 scores"),
+        (("1", 1.0), TypeError, "real numbers"),
+        ((True, 1.0), TypeError, "real numbers"),
+        ((None, 1.0), TypeError, "real numbers"),
+        ("ab", TypeError, "sequence of numbers"),
+        (2.0, TypeError, "sequence of numbers"),
+        (torch.ones(2, 1), ValueError, "1-D"),
+    ],
+)
+def test_bad_weights_are_refused_by_fuse_and_jin(weights, error, match) -> None:
+    a, b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 0.0, 5.0])
+    with pytest.raises(error, match=match):
+        fuse(a, b, weights=weights)
+    with pytest.raises(error, match=match):
+        JIN(2, weights=weights)
+
+
+def test_weights_may_be_arrays_tensors_or_numpy_numbers() -> None:
+    a, b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 0.0, 5.0])
+    expected = fuse(a, b, weights=(2.0, 0.5))
+    for weights in (np.array([2.0, 0.5]), torch.tensor([2.0, 0.5]), [np.float32(2), 0.5]):
+        assert torch.allclose(fuse(a, b, weights=weights), expected)
+    assert torch.allclose(fuse(a, b, weights=(0.0, 1.0)), zscore(b))
 
 
 def test_mismatched_devices_raise_on_any_machine() -> None:

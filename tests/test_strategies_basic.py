@@ -168,9 +168,9 @@ def test_gent_with_the_default_criterion_picks_one_group(pool, model_r, validati
     assert pool.groups[picks].unique().numel() == 1
 
 
-def test_gent_returns_a_small_group_whole_with_a_warning(pool, model_r):
+def test_gent_strict_returns_a_small_group_whole_with_a_warning(pool, model_r):
     with pytest.warns(UserWarning, match="budget 20 exceeds"):
-        picks = GENT(20).select(model_r, pool=pool, group=1)
+        picks = GENT(20, fill=False).select(model_r, pool=pool, group=1)
     assert sorted(picks.tolist()) == pool.group_indices(1).tolist()
 
 
@@ -217,19 +217,35 @@ def test_warnings_point_at_the_select_call(pool, model_r, model_s, validation):
     calls = [
         ("budget 500 exceeds", lambda: RAND(500).select(model_r, pool=pool)),
         ("budget 500 exceeds", lambda: ENT(500).select(model_r, pool=pool)),
-        ("budget 20 exceeds", lambda: GENT(20).select(model_r, pool=pool, group=1)),
-        ("no candidates left", lambda: GENT(5, criterion="clean").select(
-            model_r, pool=without_worst, validation=validation)),
-        ("budget 30 exceeds", lambda: GRAND(30, criterion="clean", fill=False).select(
-            model_r, pool=pool, validation=validation)),
-        ("budget 20 exceeds", lambda: JIN(20).select(model_r, model_s, pool, group=1)),
-        ("no candidates left", lambda: JIN(5, criterion="clean").select(
-            model_r, model_s, without_worst, validation=validation)),
+        ("budget 20 exceeds", lambda: GENT(20, fill=False).select(model_r, pool=pool, group=1)),
+        (
+            "no candidates left",
+            lambda: GENT(5, criterion="clean").select(
+                model_r, pool=without_worst, validation=validation
+            ),
+        ),
+        (
+            "budget 30 exceeds",
+            lambda: GRAND(30, criterion="clean", fill=False).select(
+                model_r, pool=pool, validation=validation
+            ),
+        ),
+        ("budget 20 exceeds", lambda: JIN(20, fill=False).select(model_r, model_s, pool, group=1)),
+        (
+            "no candidates left",
+            lambda: JIN(5, criterion="clean").select(
+                model_r, model_s, without_worst, validation=validation
+            ),
+        ),
         ("budget 10 exceeds", lambda: CSET(10).select(model_r, pool=small, labeled=labeled)),
         ("budget 10 exceeds", lambda: BADGE(10).select(model_r, pool=small)),
-        ("budget 10 exceeds", lambda: MinMax(10, criterion="clean").select(
-            model_r, pool=small, validation=validation)),
-    ]  # fmt: skip
+        (
+            "budget 10 exceeds",
+            lambda: MinMax(10, criterion="clean").select(
+                model_r, pool=small, validation=validation
+            ),
+        ),
+    ]
     for match, call in calls:
         with pytest.warns(UserWarning, match=match) as record:
             call()

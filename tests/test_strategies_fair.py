@@ -52,9 +52,13 @@ def model() -> nn.Module:
 
 def tiny_fairal(budget: int = 2, **options) -> FairAL:
     settings = {
-        "top_k": 4, "max_labels": 2, "finetune_steps": 2, "validation_size": 32,
-        "progress": False, "random_state": 0,
-    }  # fmt: skip
+        "top_k": 4,
+        "max_labels": 2,
+        "finetune_steps": 2,
+        "validation_size": 32,
+        "progress": False,
+        "random_state": 0,
+    }
     settings.update(options)
     return FairAL(budget, **settings)
 
@@ -204,9 +208,10 @@ def test_minmax_splits_the_budget_by_updated_weights(
     assert torch.allclose(strategy.group_weights, expected)
     counts = torch.bincount(pool.groups[picks], minlength=GROUPS)
     assert counts.tolist() == split_budget(12, expected, pool.group_counts()).tolist()
-    # The weights persist: a second call moves them again from where they were.
+    # The weights persist: a second call moves them again from where they were. The risks have
+    # not improved (same model), so APStar's K grows to 2 and the step halves.
     picks_again = strategy.select(model, pool=pool, validation=validation)
-    assert torch.allclose(strategy.group_weights, update_weights(expected, risks, 0.5))
+    assert torch.allclose(strategy.group_weights, update_weights(expected, risks, 0.5, shrink=2))
     assert not torch.equal(picks, picks_again)
 
 
@@ -269,8 +274,10 @@ def test_plan_draws_recomputes_the_bonus_between_sub_batches() -> None:
     assert plan == [(0, 2), (1, 2), (0, 2), (1, 2)]
     assert plan_draws(8, losses, labeled, available, exploration=1.0, sub_batches=1) == [(0, 8)]
     assert plan_draws(3, losses, labeled, available, exploration=1.0, sub_batches=9) == [
-        (0, 1), (1, 1), (0, 1),
-    ]  # fmt: skip
+        (0, 1),
+        (1, 1),
+        (0, 1),
+    ]
 
 
 def test_plan_draws_skips_exhausted_and_unmeasured_groups() -> None:
@@ -395,9 +402,15 @@ def test_fairal_attacked_criterion_replay_and_adversarial_finetuning(
     data: dict[str, Pool], model: nn.Module
 ) -> None:
     strategy = tiny_fairal(
-        2, top_k=2, max_labels=1, finetune_steps=1, validation_size=16, criterion="mean",
-        adversarial=True, replay=3,
-    )  # fmt: skip
+        2,
+        top_k=2,
+        max_labels=1,
+        finetune_steps=1,
+        validation_size=16,
+        criterion="mean",
+        adversarial=True,
+        replay=3,
+    )
     assert strategy.requires == {"validation", "labeled"}
     before = snapshot(model)
     picks = strategy.select(model, pool=data["pool"], **_inputs(data))
@@ -423,7 +436,7 @@ def test_fairal_shows_progress(data: dict[str, Pool], model: nn.Module, capsys) 
 def test_fairal_rejects_an_empty_validation_set(data: dict[str, Pool], model: nn.Module) -> None:
     nothing = torch.empty(0, dtype=torch.int64)
     empty = Pool(torch.empty(0, 1, 8, 8), nothing, labels=nothing)
-    with pytest.raises(ValueError, match="empty validation"):
+    with pytest.raises(ValueError, match="validation is empty"):
         tiny_fairal().select(model, pool=data["pool"], validation=empty)
 
 
@@ -436,3 +449,26 @@ def test_fairal_rejects_bad_options() -> None:
         FairAL(5, label_mass=0.0)
     with pytest.raises(ValueError, match="criterion"):
         FairAL(5, criterion="worst")
+
+
+def test_minmax_follows_the_official_apstar_rule_with_shrinking_steps_and_patience(
+    data: dict[str, Pool], model: nn.Module
+) -> None:
+    # APStar (official code): K grows by one on every call that does not lower the best
+    # maximal risk, the step is alpha / K towards the groups at or above that best risk, and
+    # after more than `patience` calls without improvement the weights stop moving.
+    sequence = [[0.2, 0.5, 0.1], [0.3, 0.4, 0.45], [0.5, 0.3, 0.3], [0.5, 0.3, 0.3]]
+    sequence += [[0.9, 0.0, 0.0]]
+    strategy = MinMax(6, criterion="clean", patience=1, random_state=0)
+    strategy.group_risks = lambda request: torch.tensor(sequence.pop(0), dtype=torch.float64)
+    expected = [
+        [1 / 6, 2 / 3, 1 / 6],  # improvement: best 0.5, K = 1, towards group 1
+        [1 / 12, 1 / 3, 7 / 12],  # improvement: best 0.45, towards group 2
+        [7 / 18, 4 / 18, 7 / 18],  # no improvement: K = 2, towards risks >= 0.45 (group 0)
+        [13 / 24, 4 / 24, 7 / 24],  # no improvement: K = 3
+        [13 / 24, 4 / 24, 7 / 24],  # patience 1 exceeded: APStar has stopped
+    ]
+    for weights in expected:
+        strategy.select(model, pool=data["pool"], validation=data["validation"])
+        assert torch.allclose(strategy.group_weights, torch.tensor(weights, dtype=torch.float64))
+    assert strategy.state_dict()["apstar"] == {"shrink": 3, "best_risk": 0.45, "stale": 2}

@@ -14,8 +14,10 @@ from fral.protocol import (
     Request,
     Strategy,
     candidate_indices,
+    check_amp,
     check_batch_size,
     check_budget,
+    check_int,
     clip_budget,
 )
 
@@ -50,9 +52,7 @@ def check_embeddings(name: str, tensor: torch.Tensor, *, allow_empty: bool = Fal
 
 
 def _check_chunk_size(chunk_size: object) -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    return chunk_size
+    return check_int(chunk_size, "chunk_size")
 
 
 def squared_norms(rows: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
@@ -211,7 +211,7 @@ class EmbeddingStrategy(Strategy):
         self.layer = layer
         self.features = features
         self.batch_size = check_batch_size(batch_size)
-        self.amp = amp
+        self.amp = check_amp(amp)
 
     def embed(
         self,
@@ -226,9 +226,15 @@ class EmbeddingStrategy(Strategy):
         With ``indices``, of those samples only, in that order: ``(K, d)`` (and ``(K, C)``).
         """
         return embeddings(
-            model, data, indices=indices, layer=self.layer, features=self.features,
-            batch_size=self.batch_size, amp=self.amp, return_logits=return_logits,
-        )  # fmt: skip
+            model,
+            data,
+            indices=indices,
+            layer=self.layer,
+            features=self.features,
+            batch_size=self.batch_size,
+            amp=self.amp,
+            return_logits=return_logits,
+        )
 
 
 class CSET(EmbeddingStrategy):
@@ -287,9 +293,13 @@ class CSET(EmbeddingStrategy):
         random_state: RandomState = None,
     ) -> None:
         super().__init__(
-            budget, layer=layer, features=features, batch_size=batch_size, amp=amp,
+            budget,
+            layer=layer,
+            features=features,
+            batch_size=batch_size,
+            amp=amp,
             random_state=random_state,
-        )  # fmt: skip
+        )
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def _select(self, request: Request) -> torch.Tensor:
@@ -301,7 +311,10 @@ class CSET(EmbeddingStrategy):
             labeled_embeddings = self.embed(request.model_r, request.labeled)
         center_(pool_embeddings, labeled_embeddings)  # fral.predict made them: ours to change
         picks = kcenter_greedy(
-            pool_embeddings, labeled_embeddings, count, generator=request.generator("cpu"),
+            pool_embeddings,
+            labeled_embeddings,
+            count,
+            generator=request.generator("cpu"),
             chunk_size=self.chunk_size,
-        )  # fmt: skip
+        )
         return candidates[picks.cpu()]

@@ -7,7 +7,14 @@ from torch import nn
 
 from fral._random import RandomState
 from fral.pool import Pool, as_index_tensor
-from fral.protocol import Request, Strategy, candidate_indices, check_batch_size, top_budget
+from fral.protocol import (
+    Request,
+    Strategy,
+    candidate_indices,
+    check_amp,
+    check_batch_size,
+    top_budget,
+)
 from fral.scoring import entropy_scores
 
 __all__ = ["ENT", "MODELS"]
@@ -58,11 +65,11 @@ class ENT(Strategy):
         random_state: RandomState = None,
     ) -> None:
         super().__init__(budget, random_state=random_state)
-        if model not in MODELS:
+        if not isinstance(model, str) or model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
         self.model = model
         self.batch_size = check_batch_size(batch_size)
-        self.amp = amp
+        self.amp = check_amp(amp)
 
     @property
     def requires(self) -> frozenset[str]:
@@ -103,10 +110,7 @@ class ENT(Strategy):
             model, pool, indices=indices, batch_size=self.batch_size, amp=self.amp
         )
 
-    def _candidates(self, request: Request) -> torch.Tensor:
-        return candidate_indices(request.pool, request.group)
-
     def _select(self, request: Request) -> torch.Tensor:
-        candidates = self._candidates(request)
+        candidates = candidate_indices(request.pool, request.group)
         scores = self.score(request.model_r, request.model_s, request.pool, indices=candidates)
         return candidates[top_budget(scores, self.budget).cpu()]

@@ -16,7 +16,17 @@ from fral.attacks import as_attack, run_attack
 from fral.metrics import CRITERIA
 from fral.pool import Pool
 from fral.predict import logits
-from fral.protocol import Request, Strategy, candidate_indices, top_budget
+from fral.protocol import (
+    Request,
+    Strategy,
+    check_batch_size,
+    check_flag,
+    check_int,
+    check_real,
+    draw_by_group,
+    group_order,
+    top_budget,
+)
 from fral.scores import entropy
 
 __all__ = ["FairAL", "fairal_scores", "label_weights", "min_max_normalise"]
@@ -181,6 +191,10 @@ class FairAL(Strategy):
        ``top_k`` (:func:`fairal_scores`); return the top ``budget`` (ties: the more
        uncertain first).
 
+    With ``group=k`` the candidates are group ``k``'s; when it has fewer than ``budget``,
+    the other groups top it up in ascending id order, each ranked by the same three steps
+    among its own candidates (``fill=True``).
+
     Parameters
     ----------
     budget : int
@@ -211,6 +225,10 @@ class FairAL(Strategy):
     adversarial : bool, default False
         Fine-tune on ``attack(x)`` instead of ``x`` (adversarial fine-tuning, as FRAL's
         evaluation of FairAL describes); an attack per fine-tuning step.
+    fill : bool, default True
+        With ``group=k``: top up from the other groups (by id) when group ``k`` runs short;
+        ``False`` returns group ``k``'s candidates only (all of them, with a warning, when
+        fewer than ``budget``). Without ``group`` the whole pool is ranked.
     attack : optional
         PGD by default (4/255, 5 steps); a :class:`fral.PGD` or a callable
         ``fn(model, x, y)``. A torchattacks object bound to ``model_r`` cannot attack the
@@ -230,7 +248,32 @@ class FairAL(Strategy):
     ``top_k * L * validation_size`` forward passes: by far the slowest strategy, as Table 2
     of the FRAL paper reports. The copy stays in eval mode while fine-tuned: BatchNorm running
     statistics cannot be estimated from one sample, and a train-mode step on one sample would
-    overwrite them. With ``group=k`` the candidates are those of group ``k``.
+    overwrite them.
+
+    Differences from the original nested variant (Anahideh et al., ``FAL_sklearn_Nested.py``
+    of the official code), each a simplification or an adaptation to FRAL:
+
+    - **Retraining.** The original refits its model (a logistic regression) from scratch on
+      ``D_L`` plus the one hypothetical sample; fral approximates the retrained model by
+      ``finetune_steps`` plain SGD steps (step ``lr``) from ``M_R`` on that sample, plus
+      ``replay`` labelled samples if asked, with the copy in eval mode.
+    - **Fairness measure.** The original scores the expected *unfairness* (mutual information
+      between group and prediction, a demographic-parity gap, or a ratio, on a held-out set)
+      and picks the lowest; fral scores the expected *worst-group accuracy* on a random
+      ``validation_size`` subsample of ``validation`` (clean by default, FRAL's minimax
+      fairness; ``criterion`` adds robust accuracy) and picks the highest gain.
+    - **Labels.** The original is binary and tries both labels, weighted by ``p(y|x)``; fral
+      tries the most probable labels covering ``label_mass`` of ``p(y|x)`` (at most
+      ``max_labels``), weights renormalised over them.
+    - **Selection.** The nested original picks the candidate of lowest expected unfairness
+      among the ``top_k`` most uncertain and ignores ``alpha``; fral ranks them by
+      ``alpha * N(entropy) + (1 - alpha) * N(gain)``. ``alpha=0`` is the original's rule
+      exactly (ties to the more uncertain, as the original's first-index ``argsort``); the
+      default 0.5 blends in the entropy as the original's non-nested variant does.
+    - **Batch.** The original labels one sample per iteration and refits between picks;
+      fral picks ``budget`` samples from one model per call, as the other strategies do.
+    - Entropy in nats rather than bits (the same ranking); a group without validation
+      samples is left out of the worst group rather than counted as 0.
     """
 
     def __init__(
@@ -248,40 +291,30 @@ class FairAL(Strategy):
         criterion: str = "clean",
         adversarial: bool = False,
         attack: Any = None,
+        fill: bool = True,
         batch_size: int = 256,
         progress: bool = True,
         random_state: RandomState = None,
     ) -> None:
         super().__init__(budget, random_state=random_state)
-        top_k = 2 * self.budget if top_k is None else top_k
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-        _check_count(top_k, "top_k", self.budget)
-        if not 0.0 < label_mass <= 1.0:
-            raise ValueError(f"label_mass must lie in (0, 1], got {label_mass}")
-        if max_labels is not None:
-            _check_count(max_labels, "max_labels")
-        _check_count(finetune_steps, "finetune_steps")
-        if validation_size is not None:
-            _check_count(validation_size, "validation_size")
-        _check_count(replay, "replay", 0)
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if criterion not in CRITERIA:
+        self.alpha = check_real(alpha, "alpha", 0.0, 1.0)
+        self.top_k = check_int(2 * self.budget if top_k is None else top_k, "top_k", self.budget)
+        self.label_mass = check_real(label_mass, "label_mass", 0.0, 1.0, low_open=True)
+        self.max_labels = None if max_labels is None else check_int(max_labels, "max_labels")
+        self.finetune_steps = check_int(finetune_steps, "finetune_steps")
+        self.lr = check_real(lr, "lr", 0.0, low_open=True)
+        self.validation_size = (
+            None if validation_size is None else check_int(validation_size, "validation_size")
+        )
+        self.replay = check_int(replay, "replay", 0)
+        if not isinstance(criterion, str) or criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-        self.alpha = float(alpha)
-        self.top_k = top_k
-        self.label_mass = float(label_mass)
-        self.max_labels = max_labels
-        self.finetune_steps = finetune_steps
-        self.lr = float(lr)
-        self.validation_size = validation_size
-        self.replay = replay
         self.criterion = criterion
-        self.adversarial = bool(adversarial)
+        self.adversarial = check_flag(adversarial, "adversarial")
         self.attack = as_attack(attack)
-        self.batch_size = batch_size
-        self.progress = progress
+        self.fill = check_flag(fill, "fill")
+        self.batch_size = check_batch_size(batch_size)
+        self.progress = check_flag(progress, "progress")
 
     def __repr__(self) -> str:
         return (
@@ -345,12 +378,6 @@ class FairAL(Strategy):
 
     def _select(self, request: Request) -> torch.Tensor:
         pool, device = request.pool, request.device
-        candidates = candidate_indices(pool, request.group)
-        outputs = logits(request.model_r, pool, indices=candidates, batch_size=self.batch_size)
-        entropies = entropy(outputs)
-        kept = top_budget(entropies, min(self.top_k, candidates.numel()))
-        if len(request.validation) == 0:
-            raise ValueError("FairAL got an empty validation set: no worst group to measure")
         generator = make_generator(request.seed)
         validation = self._sample(
             request.validation, "validation", self.validation_size, generator, device
@@ -364,14 +391,16 @@ class FairAL(Strategy):
             )[:2]
         num_groups = request.validation.num_groups
         probe = _Probe(request.model_r, validation, num_groups, replay, self, request.seed)
-        inputs = pool.get_inputs(candidates[kept.cpu()]).to(device)
-        gains = self.expected_gains(probe, inputs, outputs[kept].softmax(1))
-        # K numbers: ranked on the CPU in float64 (also where the device lacks float64).
-        scores = fairal_scores(entropies[kept].cpu().double(), gains, self.alpha)
-        order = top_budget(scores, self.budget)
-        return candidates[kept.cpu()][order.cpu()]
 
+        def rank(candidates: torch.Tensor, count: int) -> torch.Tensor:
+            outputs = logits(request.model_r, pool, indices=candidates, batch_size=self.batch_size)
+            entropies = entropy(outputs)
+            kept = top_budget(entropies, min(self.top_k, candidates.numel()))
+            inputs = pool.get_inputs(candidates[kept.cpu()]).to(device)
+            gains = self.expected_gains(probe, inputs, outputs[kept].softmax(1))
+            # K numbers: ranked on the CPU in float64 (also where the device lacks float64).
+            scores = fairal_scores(entropies[kept].cpu().double(), gains, self.alpha)
+            return candidates[kept.cpu()][top_budget(scores, count).cpu()]
 
-def _check_count(value: Any, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        order = group_order(request, None, fill=self.fill)
+        return draw_by_group(request, order, self.budget, rank)

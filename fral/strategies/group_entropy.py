@@ -7,7 +7,14 @@ from typing import Any
 import torch
 
 from fral._random import RandomState
-from fral.protocol import Request, WorstGroupOptions, group_candidates, resolve_group
+from fral.protocol import (
+    Request,
+    WorstGroupOptions,
+    check_flag,
+    draw_by_group,
+    group_order,
+    top_budget,
+)
 from fral.strategies.entropy import ENT
 
 __all__ = ["GENT"]
@@ -30,6 +37,9 @@ class GENT(ENT):
         :class:`~fral.protocol.WorstGroupOptions`.
     model : {"robust", "standard"}, default "robust"
         Whose entropy is scored (``"standard"`` requires ``model_s``).
+    fill : bool, default True
+        Top up from the next-worst groups until the budget is spent; ``False``: the worst
+        group only (the paper's rule), all of it with a warning when it is smaller than B.
     batch_size : int, default 256
     amp : bool or torch.dtype, default False
     random_state : int, torch.Generator or None
@@ -37,11 +47,11 @@ class GENT(ENT):
 
     Notes
     -----
-    ``group=k`` replaces the validation set (group ``k`` is used as is). A worst group with no
-    candidate left is skipped, with a warning, for the next-worst one
-    (:func:`fral.protocol.resolve_group`). Unlike G-RAND, a worst group smaller than the
-    budget is not topped up from other groups: all of it is returned, with a warning. Cost:
-    the validation evaluation plus one forward pass per candidate of the group.
+    Group order as JIN's (:func:`fral.protocol.group_order`): ``group=k`` replaces the
+    validation set (group ``k`` first, then the others by id); else the groups from worst to
+    best on ``validation``, a worst group with no candidate left skipped with a warning.
+    Entropies are ranked within each group. Cost: the validation evaluation plus one forward
+    pass per candidate of the groups drawn from.
     """
 
     validation_finds_group = True
@@ -55,6 +65,7 @@ class GENT(ENT):
         criterion: str = "mean",
         metric: str = "accuracy",
         model: str = "robust",
+        fill: bool = True,
         batch_size: int = 256,
         amp: bool | torch.dtype = False,
         random_state: RandomState = None,
@@ -63,6 +74,7 @@ class GENT(ENT):
             budget, model=model, batch_size=batch_size, amp=amp, random_state=random_state
         )
         self.worst_group = WorstGroupOptions(attack, criterion, metric, batch_size, amp)
+        self.fill = check_flag(fill, "fill")
 
     @property
     def name(self) -> str:
@@ -74,6 +86,10 @@ class GENT(ENT):
         """``{"validation"}``, plus ``"model_s"`` when scoring the standard model."""
         return super().requires | {"validation"}
 
-    def _candidates(self, request: Request) -> torch.Tensor:
-        group = resolve_group(request, **self.worst_group.as_kwargs())
-        return group_candidates(request.pool, group)
+    def _select(self, request: Request) -> torch.Tensor:
+        def rank(candidates: torch.Tensor, count: int) -> torch.Tensor:
+            scores = self.score(request.model_r, request.model_s, request.pool, indices=candidates)
+            return candidates[top_budget(scores, count).cpu()]
+
+        order = group_order(request, self.worst_group, fill=self.fill)
+        return draw_by_group(request, order, self.budget, rank)

@@ -14,11 +14,13 @@ from fral.protocol import (
     Request,
     Strategy,
     WorstGroupOptions,
-    candidate_indices,
-    resolve_group,
+    _warn_user,
+    check_flag,
+    draw_by_group,
+    group_order,
     top_budget,
 )
-from fral.scores import fuse
+from fral.scores import check_weights, fuse
 from fral.scoring import COMPONENTS, check_components, inconsistency_scores
 
 __all__ = ["JIN"]
@@ -33,7 +35,9 @@ class JIN(Strategy):
     - robust inconsistency (Eq. 3) ``I_rob = KL(p(x; M_R) || p(A(x); M_R))``;
     - joint score (Eq. 4) ``I = z(I_std) + z(I_rob)``, z-scored over the candidates;
 
-    and the top-``budget`` candidates by ``I`` are returned.
+    and the top-``budget`` candidates by ``I`` are returned. When the worst group has fewer
+    than ``budget`` candidates, all of them are taken and the rest of the budget is topped up
+    from the next-worst group, ranked by its own ``I`` (``fill=True``, the default).
 
     Parameters
     ----------
@@ -47,13 +51,19 @@ class JIN(Strategy):
     components : tuple of {"standard", "robust"}, default both
         ``("standard",)`` and ``("robust",)`` are the paper's S and R ablations (Table 3).
     weights : tuple of float, optional
-        Weight of each component's z-score in the sum (default 1 each, as in Eq. 4).
+        Weight of each component's z-score in the sum (default 1 each, as in Eq. 4): finite,
+        non-negative, with a positive sum (:func:`fral.scores.check_weights`).
     criterion : {"mean", "clean", "robust"}, default "mean"
         How the worst group is found on ``validation`` when ``group`` is not given: the lowest
         mean of clean and PGD accuracy of ``model_r`` (default), or the lowest of either
         alone. See :func:`fral.metrics.rank_groups`.
     metric : {"accuracy", "f1"}, default "accuracy"
         Per-group metric for that choice.
+    fill : bool, default True
+        Spend the whole budget: when the worst group runs short, take all of it and top up
+        from the next-worst group, and so on (see Notes). ``False`` is the paper's strict rule
+        (Algorithm 1, lines 5-7: the worst group only); a budget above its size then returns
+        all of it, with a warning.
     batch_size : int, default 256
         Candidates per batch.
     amp : bool or torch.dtype, default False
@@ -65,9 +75,18 @@ class JIN(Strategy):
 
     Notes
     -----
-    Candidate set: with ``group=k``, group ``k``; else with ``validation``, the worst group of
-    ``model_r`` on it (a worst group with no candidate left is skipped, with a warning); else
-    the whole pool.
+    Group order (:func:`fral.protocol.group_order`): with ``group=k``, group ``k`` first, then
+    the other groups by ascending id (the validation set is not evaluated); else with
+    ``validation``, the groups from worst to best of ``model_r`` on it, then those without
+    validation samples, by id (a worst group with no candidate left is skipped, with a
+    warning); else the whole pool, scored as one set, with a warning that no group is singled
+    out (no fairness).
+
+    Top-up: each group's candidates are ranked by ``I`` z-scored *within that group*, exactly
+    as ``JIN(group=next)`` would rank them. The worst group's picks are then those of the
+    paper whatever the budget, each group is scored only when the budget reaches it, and
+    Eq. 4's balance between the two components holds in every group (z-scores over the union
+    would let the groups' different spreads tilt it).
 
     Examples
     --------
@@ -85,21 +104,25 @@ class JIN(Strategy):
         weights: tuple[float, ...] | None = None,
         criterion: str = "mean",
         metric: str = "accuracy",
+        fill: bool = True,
         batch_size: int = 256,
         amp: bool | torch.dtype = False,
         optimize: bool = True,
         random_state: RandomState = None,
     ) -> None:
         super().__init__(budget, random_state=random_state)
+        if not isinstance(components, (str, tuple, list)):
+            raise TypeError(
+                f"components must be a tuple of 'standard'/'robust', got {components!r}"
+            )
         self.components = check_components(components)
-        if weights is not None and len(weights) != len(self.components):
-            raise ValueError(f"got {len(weights)} weights for components {self.components}")
         self.worst_group = WorstGroupOptions(attack, criterion, metric, batch_size, amp)
         self.attack = self.worst_group.attack
-        self.weights = None if weights is None else tuple(float(w) for w in weights)
-        self.batch_size = batch_size
-        self.amp = amp
-        self.optimize = optimize
+        self.weights = None if weights is None else check_weights(weights, len(self.components))
+        self.fill = check_flag(fill, "fill")
+        self.batch_size = self.worst_group.batch_size
+        self.amp = self.worst_group.amp
+        self.optimize = check_flag(optimize, "optimize")
 
     def __repr__(self) -> str:
         return f"JIN(budget={self.budget}, components={self.components})"
@@ -127,10 +150,17 @@ class JIN(Strategy):
     ) -> dict[str, torch.Tensor]:
         """Raw ``I_std`` and/or ``I_rob`` per candidate, on ``model_r``'s device."""
         return inconsistency_scores(
-            model_r, data, model_s, components=self.components, attack=self.attack,
-            indices=indices, batch_size=self.batch_size, amp=self.amp, generator=generator,
+            model_r,
+            data,
+            model_s,
+            components=self.components,
+            attack=self.attack,
+            indices=indices,
+            batch_size=self.batch_size,
+            amp=self.amp,
+            generator=generator,
             optimize=self.optimize,
-        )  # fmt: skip
+        )
 
     def score(
         self,
@@ -171,11 +201,21 @@ class JIN(Strategy):
         return fuse(*(scores[name] for name in self.components), weights=self.weights)
 
     def _select(self, request: Request) -> torch.Tensor:
-        group = resolve_group(request, **self.worst_group.as_kwargs())
-        candidates = candidate_indices(request.pool, group)
-        scores = self.score(
-            request.model_r, request.model_s, request.pool, indices=candidates,
-            generator=request.generator(),
-        )  # fmt: skip
-        order = top_budget(scores, self.budget)
-        return candidates[order.cpu()]
+        if request.group is None and request.validation is None:
+            _warn_user(
+                "JIN got neither `validation` nor `group`: it scores the whole pool, with no "
+                "regard to groups (no fairness); pass validation= to draw from the worst group"
+            )
+
+        def rank(candidates: torch.Tensor, count: int) -> torch.Tensor:
+            scores = self.score(
+                request.model_r,
+                request.model_s,
+                request.pool,
+                indices=candidates,
+                generator=request.generator(),
+            )
+            return candidates[top_budget(scores, count).cpu()]
+
+        order = group_order(request, self.worst_group, fill=self.fill)
+        return draw_by_group(request, order, self.budget, rank)

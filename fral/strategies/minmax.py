@@ -10,7 +10,16 @@ from fral._random import RandomState, make_generator
 from fral.attacks import as_attack
 from fral.metrics import CRITERIA, RISKS, group_risks
 from fral.pool import Pool
-from fral.protocol import Request, Strategy, clip_budget
+from fral.protocol import (
+    Request,
+    Strategy,
+    check_amp,
+    check_batch_size,
+    check_flag,
+    check_int,
+    check_real,
+    clip_budget,
+)
 
 __all__ = [
     "GroupRiskStrategy",
@@ -30,11 +39,20 @@ def _check_same_1d(weights: torch.Tensor, other: torch.Tensor, name: str) -> Non
         )
 
 
-def update_weights(weights: torch.Tensor, risks: torch.Tensor, step: float) -> torch.Tensor:
-    """One APStar-style step: move ``step`` of the mass onto the groups of maximal risk.
+def update_weights(
+    weights: torch.Tensor,
+    risks: torch.Tensor,
+    step: float,
+    *,
+    shrink: int = 1,
+    threshold: float | None = None,
+) -> torch.Tensor:
+    """One APStar step (Martinez et al. 2020, as in their official code).
 
-    ``mu <- (1 - step) mu + step * 1[risk_g = max] / #argmax``, then renormalised. Groups with
-    NaN risk (no validation samples) are never the maximum; exact ties share the step.
+    ``mu <- (1 - step) mu + (step / shrink) * 1[risk_g >= threshold] / count``, then
+    renormalised to sum 1. ``threshold`` defaults to the largest known risk (the groups of
+    maximal risk; exact ties share the step). Groups with NaN risk (no validation samples)
+    are never moved towards.
 
     Parameters
     ----------
@@ -43,7 +61,12 @@ def update_weights(weights: torch.Tensor, risks: torch.Tensor, step: float) -> t
     risks : torch.Tensor, shape (G,)
         Per-group risk (NaN where unknown).
     step : float
-        ``a`` in (0, 1].
+        ``alpha`` in (0, 1].
+    shrink : int, default 1
+        APStar's ``K >= 1``: the step towards the riskiest groups is divided by it.
+    threshold : float, optional
+        Groups whose risk is at least this are moved towards (APStar: the best maximal risk
+        seen so far).
 
     Returns
     -------
@@ -54,11 +77,16 @@ def update_weights(weights: torch.Tensor, risks: torch.Tensor, step: float) -> t
     _check_same_1d(weights, risks, "risks")
     if not 0.0 < step <= 1.0:
         raise ValueError(f"step must lie in (0, 1], got {step}")
+    if isinstance(shrink, bool) or not isinstance(shrink, int) or shrink < 1:
+        raise ValueError(f"shrink must be an integer >= 1, got {shrink!r}")
     known = ~torch.isnan(risks)
     if not bool(known.any()):
         raise ValueError("no group has a known risk (no group has validation samples)")
-    worst = known & (risks == risks[known].max())
-    updated = (1.0 - step) * weights + step * worst.double() / worst.sum()
+    threshold = float(risks[known].max()) if threshold is None else threshold
+    direction = known & (risks >= threshold)
+    if not bool(direction.any()):
+        raise ValueError(f"no group has a risk >= threshold {threshold}")
+    updated = (1.0 - step) * weights + (step / shrink) * direction.double() / direction.sum()
     return updated / updated.sum()
 
 
@@ -76,13 +104,16 @@ def largest_remainder(total: int, proportions: torch.Tensor) -> torch.Tensor:
     return shares.long()
 
 
-def split_budget(budget: int, weights: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+def split_budget(
+    budget: int, weights: torch.Tensor, available: torch.Tensor, *, redistribute: bool = True
+) -> torch.Tensor:
     """Samples to draw from each group: ``budget`` split in proportion to ``weights``.
 
     Largest-remainder rounding of ``budget * mu``. A group offered more than its ``available``
-    candidates gives the rest back, and the rest is split again (same rule) over the groups
-    with candidates to spare, in proportion to their weights; if those all have weight 0, in
-    proportion to their spare candidates. Repeats until the budget or the candidates run out.
+    candidates gives the rest back, and (with ``redistribute``) the rest is split again (same
+    rule) over the groups with candidates to spare, in proportion to their weights; if those
+    all have weight 0, in proportion to their spare candidates. Repeats until the budget or
+    the candidates run out. Without ``redistribute`` a group's unmet share is simply lost.
 
     Parameters
     ----------
@@ -93,10 +124,13 @@ def split_budget(budget: int, weights: torch.Tensor, available: torch.Tensor) ->
     available : torch.Tensor, shape (G,), int
         Candidates per group.
 
+    redistribute : bool, default True
+
     Returns
     -------
     torch.Tensor, shape (G,), int64
-        Counts ``<= available``, summing to ``min(budget, available.sum())``.
+        Counts ``<= available``, summing to ``min(budget, available.sum())`` with
+        ``redistribute``.
     """
     weights = torch.as_tensor(weights, dtype=torch.float64).cpu()
     available = torch.as_tensor(available).cpu().long()
@@ -107,6 +141,8 @@ def split_budget(budget: int, weights: torch.Tensor, available: torch.Tensor) ->
         raise ValueError("weights must have a positive sum")
     if bool((available < 0).any()):
         raise ValueError("available counts must be non-negative")
+    if not redistribute:
+        return torch.minimum(largest_remainder(int(budget), weights), available)
     total = min(int(budget), int(available.sum()))
     counts = torch.zeros_like(available)
     while int(counts.sum()) < total:
@@ -162,46 +198,61 @@ class GroupRiskStrategy(Strategy):
         risk: str,
         criterion: str,
         attack: Any,
+        fill: bool,
         batch_size: int,
         amp: bool | torch.dtype,
         random_state: RandomState,
     ) -> None:
         super().__init__(budget, random_state=random_state)
-        if risk not in RISKS:
+        if not isinstance(risk, str) or risk not in RISKS:
             raise ValueError(f"risk must be one of {RISKS}, got {risk!r}")
-        if criterion not in CRITERIA:
+        if not isinstance(criterion, str) or criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
         self.risk = risk
         self.criterion = criterion
         self.attack = as_attack(attack)
-        self.batch_size = batch_size
-        self.amp = amp
+        self.fill = check_flag(fill, "fill")
+        self.batch_size = check_batch_size(batch_size)
+        self.amp = check_amp(amp)
 
-    def group_risks(self, request: Request, num_groups: int) -> torch.Tensor:
+    def group_risks(self, request: Request) -> torch.Tensor:
         """Per-group risk of ``request.model_r`` on ``request.validation``, shape ``(G,)``."""
         return group_risks(
-            request.model_r, request.validation, risk=self.risk, criterion=self.criterion,
-            attack=self.attack, num_groups=num_groups, batch_size=self.batch_size, amp=self.amp,
+            request.model_r,
+            request.validation,
+            risk=self.risk,
+            criterion=self.criterion,
+            attack=self.attack,
+            num_groups=request.pool.num_groups,
+            batch_size=self.batch_size,
+            amp=self.amp,
             generator=request.generator(),
-        )  # fmt: skip
+        )
 
 
 class MinMax(GroupRiskStrategy):
     """Draw at random from every group, as many as its minimax-Pareto weight says.
 
-    Keeps group weights ``mu`` (uniform at the first call). Each call measures the per-group
-    validation risk of ``M_R``, moves ``step`` of the weight onto the riskiest group(s)
-    (:func:`update_weights`, the APStar rule of Martinez et al. 2020), splits the budget in
-    proportion to ``mu`` (:func:`split_budget`) and draws that many candidates of each group
-    uniformly without replacement. The weights persist across calls and rounds, and travel in
-    :meth:`state_dict`.
+    Keeps group weights ``mu`` (uniform at the first call) and runs one iteration of APStar
+    (Martinez et al. 2020, Algorithm 1, as in their official code) per call: it measures the
+    per-group validation risk of ``M_R``, updates APStar's step shrinkage ``K`` and patience
+    (see Notes), moves weight onto the groups whose risk is at least the best maximal risk so
+    far (:func:`update_weights`), splits the budget in proportion to ``mu``
+    (:func:`split_budget`) and draws that many candidates of each group uniformly without
+    replacement. The weights and APStar's counters persist across calls and rounds, and travel
+    in :meth:`state_dict`.
 
     Parameters
     ----------
     budget : int
         Samples to pick per call (``B``).
     step : float, default 0.5
-        APStar step ``a`` in (0, 1]: the share of the weight moved to the worst group per call.
+        APStar's ``alpha`` in (0, 1] (the official default).
+    k_min : int, default 20
+        APStar's ``Kmin``: an improving call resets ``K`` to ``min(K, k_min)``.
+    patience : int, default 20
+        APStar's ``max_patience``: after more than this many calls in a row without a lower
+        maximal risk, the weights stop moving (APStar has stopped).
     risk : {"error", "ce"}, default "error"
         Per-group risk: error rate (``1 - accuracy``, matching how fral finds the worst group)
         or mean cross-entropy (the loss APStar minimises).
@@ -210,6 +261,10 @@ class MinMax(GroupRiskStrategy):
         goals weighted equally, as :data:`fral.metrics.CRITERIA` ``"mean"``).
     attack : optional
         Attack for the robust risk (default: the paper's PGD-5 at 4/255, on true labels).
+    fill : bool, default True
+        A group with fewer candidates than its share gives the rest to the other groups, so
+        the whole budget is spent; ``False`` keeps strict proportional shares (fewer picks,
+        with a warning).
     batch_size : int, default 256
     amp : bool or torch.dtype, default False
     random_state : int, torch.Generator or None
@@ -222,11 +277,32 @@ class MinMax(GroupRiskStrategy):
 
     Notes
     -----
+    APStar per call, as the official ``APSTAR`` function: with ``r`` the risks and
+    ``r_max = max_g r_g``, if ``r_max`` is below the best ``r_max`` so far (always at the first
+    call) it becomes the best, ``K <- min(K, k_min)`` and the patience count resets; otherwise
+    ``K <- K + 1`` and the count grows. Then ``mu <- (1 - a) mu + (a / K) 1[r >= best] /
+    #{r >= best}``, renormalised (``K = 1`` at the start). Once the count exceeds ``patience``
+    the weights are frozen.
+
+    Differences from the original, which is a training procedure, not an active-learning
+    strategy:
+
+    - APStar retrains a model to convergence on the ``mu``-weighted loss at each iteration
+      and measures that model's risks; here ``mu`` splits the labelling budget over the
+      groups and the risks are those of the current ``M_R`` (which the loop fine-tunes on the
+      labels between calls). The FRAL paper does not say how its MinMax baseline uses ``mu``;
+      this is our reading.
+    - No cap on the number of iterations (the original's ``niter=100``; a run has a handful
+      of rounds). The official PyTorch trainer's extra steps (risks rounded to 2 decimals,
+      reloading the best model, decaying the learning rate when the new risks are
+      Pareto-dominated) act on training and are not reproduced; risks are compared unrounded.
+    - ``risk="error"`` by default, FRAL's accuracy-based fairness; the original uses the
+      loss (``risk="ce"``).
+
     Picks are ordered group by group, highest weight first, in draw order within a group. The
-    draws use a CPU generator, so the same seed picks the same samples on any device. A group
-    with fewer candidates than its share gives the rest to the other groups (see
-    :func:`split_budget`). ``group`` is ignored: MinMax chooses its groups itself. Cost: one
-    clean (and, unless ``criterion="clean"``, one attacked) pass over ``validation``.
+    draws use a CPU generator, so the same seed picks the same samples on any device.
+    ``group`` is ignored: MinMax chooses its groups itself. Cost: one clean (and, unless
+    ``criterion="clean"``, one attacked) pass over ``validation``.
     """
 
     def __init__(
@@ -234,29 +310,46 @@ class MinMax(GroupRiskStrategy):
         budget: int,
         *,
         step: float = 0.5,
+        k_min: int = 20,
+        patience: int = 20,
         risk: str = "error",
         criterion: str = "mean",
         attack: Any = None,
+        fill: bool = True,
         batch_size: int = 256,
         amp: bool | torch.dtype = False,
         random_state: RandomState = None,
     ) -> None:
         super().__init__(
-            budget, risk=risk, criterion=criterion, attack=attack, batch_size=batch_size,
-            amp=amp, random_state=random_state,
-        )  # fmt: skip
-        if not 0.0 < step <= 1.0:
-            raise ValueError(f"step must lie in (0, 1], got {step}")
-        self.step = float(step)
+            budget,
+            risk=risk,
+            criterion=criterion,
+            attack=attack,
+            fill=fill,
+            batch_size=batch_size,
+            amp=amp,
+            random_state=random_state,
+        )
+        self.step = check_real(step, "step", 0.0, 1.0, low_open=True)
+        self.k_min = check_int(k_min, "k_min")
+        self.patience = check_int(patience, "patience", 0)
         self.group_weights: torch.Tensor | None = None
+        self._shrink = 1
+        self._best_risk: float | None = None
+        self._stale = 0
 
     def __repr__(self) -> str:
         return f"MinMax(budget={self.budget}, step={self.step}, risk={self.risk!r})"
 
     def state_dict(self) -> dict[str, Any]:
-        """The random stream and the group weights ``mu``."""
+        """The random stream, the group weights ``mu`` and APStar's ``K``, best risk, patience."""
         state = super().state_dict()
         state["group_weights"] = None if self.group_weights is None else self.group_weights.clone()
+        state["apstar"] = {
+            "shrink": self._shrink,
+            "best_risk": self._best_risk,
+            "stale": self._stale,
+        }
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -264,10 +357,33 @@ class MinMax(GroupRiskStrategy):
         super().load_state_dict(state)
         weights = state["group_weights"]
         self.group_weights = None if weights is None else torch.as_tensor(weights).double().clone()
+        apstar = state.get("apstar", {"shrink": 1, "best_risk": None, "stale": 0})
+        self._shrink, self._best_risk = int(apstar["shrink"]), apstar["best_risk"]
+        self._stale = int(apstar["stale"])
+
+    def _apstar_step(self, risks: torch.Tensor) -> None:
+        """One APStar iteration on ``self.group_weights`` (see Notes)."""
+        if self._stale > self.patience:
+            return
+        known = risks[~torch.isnan(risks)]
+        if known.numel() == 0:
+            raise ValueError("no group has a known risk (no group has validation samples)")
+        worst = float(known.max())
+        if self._best_risk is None or worst < self._best_risk:
+            self._best_risk = worst
+            self._shrink = min(self._shrink, self.k_min)
+            self._stale = 0
+        else:
+            self._shrink += 1
+            self._stale += 1
+        self.group_weights = update_weights(
+            self.group_weights, risks, self.step, shrink=self._shrink, threshold=self._best_risk
+        )
 
     def _select(self, request: Request) -> torch.Tensor:
-        pool, validation = request.pool, request.validation
-        num_groups = max(pool.num_groups, validation.num_groups)
+        pool = request.pool
+        request.grouped = True
+        num_groups = pool.num_groups
         if self.group_weights is None:
             self.group_weights = torch.full((num_groups,), 1.0 / num_groups, dtype=torch.float64)
         elif self.group_weights.numel() != num_groups:
@@ -275,10 +391,9 @@ class MinMax(GroupRiskStrategy):
                 f"MinMax holds weights for {self.group_weights.numel()} groups but the pool and "
                 f"validation set have {num_groups}; use a fresh strategy for a new group set"
             )
-        risks = self.group_risks(request, num_groups)
-        self.group_weights = update_weights(self.group_weights, risks, self.step)
-        available = torch.bincount(pool.groups, minlength=num_groups)
-        counts = split_budget(self.budget, self.group_weights, available)
+        self._apstar_step(self.group_risks(request))
+        available = pool.group_counts()
+        counts = split_budget(self.budget, self.group_weights, available, redistribute=self.fill)
         order = torch.sort(self.group_weights, descending=True, stable=True).indices.tolist()
         draws = [(group, int(counts[group])) for group in order if counts[group] > 0]
         return draw_within_groups(pool, draws, self.budget, make_generator(request.seed))

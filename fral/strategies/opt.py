@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from fral._random import RandomState, make_generator
-from fral.protocol import Request
+from fral.protocol import Request, check_int, check_real, fill_plan
 from fral.strategies.minmax import GroupRiskStrategy, draw_within_groups
 
 __all__ = ["OPT", "optimistic_bounds", "plan_draws"]
@@ -128,6 +128,10 @@ class OPT(GroupRiskStrategy):
         goals weighted equally; see :func:`fral.metrics.group_risks`).
     attack : optional
         Attack for the robust loss (default: PGD-5 at 4/255 on true labels).
+    fill : bool, default True
+        When the groups with a loss estimate run out of candidates, top up from the groups
+        without validation samples, by ascending id, so the whole budget is spent. ``False``
+        draws only from groups with a loss estimate (fewer picks, with a warning).
     batch_size : int, default 256
     amp : bool or torch.dtype, default False
     random_state : int, torch.Generator or None
@@ -137,7 +141,8 @@ class OPT(GroupRiskStrategy):
     -----
     ``N_g`` counts ``labeled.groups`` (labels themselves are not needed); a group without
     labelled samples has an infinite bound and is drawn first. A group without validation
-    samples has no loss estimate and is skipped; a group without candidates left is skipped.
+    samples has no loss estimate and is skipped by the rule (but used to top up, see
+    ``fill``); a group without candidates left is skipped.
     Picks come in draw order. Draws use a CPU generator, so a seed picks the same samples on
     any device. ``group`` is ignored: OPT chooses its groups itself. Cost: one clean (and,
     unless ``criterion="clean"``, one attacked) pass over ``validation``.
@@ -154,20 +159,23 @@ class OPT(GroupRiskStrategy):
         risk: str = "ce",
         criterion: str = "mean",
         attack: Any = None,
+        fill: bool = True,
         batch_size: int = 256,
         amp: bool | torch.dtype = False,
         random_state: RandomState = None,
     ) -> None:
         super().__init__(
-            budget, risk=risk, criterion=criterion, attack=attack, batch_size=batch_size,
-            amp=amp, random_state=random_state,
-        )  # fmt: skip
-        if not (math.isfinite(exploration) and exploration >= 0):
-            raise ValueError(f"exploration must be a finite number >= 0, got {exploration}")
-        if isinstance(sub_batches, bool) or not isinstance(sub_batches, int) or sub_batches < 1:
-            raise ValueError(f"sub_batches must be an integer >= 1, got {sub_batches!r}")
-        self.exploration = float(exploration)
-        self.sub_batches = sub_batches
+            budget,
+            risk=risk,
+            criterion=criterion,
+            attack=attack,
+            fill=fill,
+            batch_size=batch_size,
+            amp=amp,
+            random_state=random_state,
+        )
+        self.exploration = check_real(exploration, "exploration", 0.0)
+        self.sub_batches = check_int(sub_batches, "sub_batches")
 
     def __repr__(self) -> str:
         return (
@@ -176,14 +184,25 @@ class OPT(GroupRiskStrategy):
         )
 
     def _select(self, request: Request) -> torch.Tensor:
-        pool, validation, labeled = request.pool, request.validation, request.labeled
-        num_groups = max(pool.num_groups, validation.num_groups, labeled.num_groups)
-        losses = self.group_risks(request, num_groups)
+        pool, labeled = request.pool, request.labeled
+        request.grouped = True
+        num_groups = pool.num_groups
+        losses = self.group_risks(request)
+        available = pool.group_counts()
         draws = plan_draws(
-            self.budget, losses, torch.bincount(labeled.groups, minlength=num_groups),
-            torch.bincount(pool.groups, minlength=num_groups), exploration=self.exploration,
+            self.budget,
+            losses,
+            torch.bincount(labeled.groups, minlength=num_groups),
+            available,
+            exploration=self.exploration,
             sub_batches=self.sub_batches,
-        )  # fmt: skip
+        )
+        if self.fill:
+            room = available.clone()
+            for group, count in draws:
+                room[group] -= count
+            need = self.budget - sum(count for _, count in draws)
+            draws += fill_plan(list(range(num_groups)), need, room)
         if not draws:
             raise ValueError(
                 "OPT found no group with both validation samples and candidates in the pool"
