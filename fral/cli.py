@@ -294,7 +294,7 @@ def _write_outputs(results: list[dict[str, Any]], out: Path, metric: str) -> Non
     written = [out / "results.json", out / "table.md"]
     try:
         written.append(plot_worst_group(results, out / "worst_group.png", metric))
-    except ImportError as error:  # matplotlib is optional (fral[plot]); the tables are not
+    except ImportError as error:  # matplotlib is optional (fral-learn[plot]); the tables are not
         print(f"no plot: {error}", file=sys.stderr)
     timing = timing_table(results)
     labelled = labelled_table(results)

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -25,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fral._modules import check_module, model_device
+from fral._modules import check_module, model_device, warn_user
 from fral._random import RandomState, make_generator, resolve_seed
 from fral.attacks import as_attack
 from fral.metrics import CRITERIA, METRICS, group_ranking
@@ -151,25 +148,10 @@ def check_batch_size(batch_size: Any) -> int:
     return check_int(batch_size, "batch_size")
 
 
-_PACKAGE_DIR = os.path.dirname(__file__) + os.sep
-
-
-def _warn_user(message: str) -> None:
-    """Warn, attributing the warning to the first caller outside fral.
-
-    A warning raised in a helper of a strategy (``select -> _select -> ... -> helper``) so
-    points at the user's ``strategy.select(...)`` line, however deep the helper is called.
-    """
-    frame, stacklevel = sys._getframe(1), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, stacklevel = frame.f_back, stacklevel + 1
-    warnings.warn(message, stacklevel=stacklevel)
-
-
 def clip_budget(budget: int, available: int, what: str = "candidates") -> int:
     """``min(budget, available)``, warning when the budget exceeds what is available."""
     if budget > available:
-        _warn_user(f"budget {budget} exceeds the {available} {what}; returning all of them")
+        warn_user(f"budget {budget} exceeds the {available} {what}; returning all of them")
     return min(budget, available)
 
 
@@ -507,7 +489,7 @@ def group_order(
     order = [group for group in ranked + rest if counts[group] > 0]
     skipped = list(itertools.takewhile(lambda group: counts[group] == 0, ranked))
     if skipped:
-        _warn_user(
+        warn_user(
             f"the worst group(s) {skipped} have no candidates left; selecting from group {order[0]}"
         )
     return order if fill else order[:1]

@@ -220,7 +220,7 @@ def plot_worst_group(
     results: Sequence[dict[str, Any]], path: str | Path, metric: str = "accuracy"
 ) -> Path:
     """PNG of worst-group clean and robust ``metric`` per round, one line per strategy (mean
-    over seeds, shaded ± std). Needs matplotlib (``pip install fral[plot]``)."""
+    over seeds, shaded ± std). Needs matplotlib (``pip install fral-learn[plot]``)."""
     try:
         import matplotlib
 
@@ -228,7 +228,7 @@ def plot_worst_group(
         import matplotlib.pyplot as plt
     except ImportError as error:
         raise ImportError(
-            "plotting needs matplotlib: pip install 'fral[plot]' (or matplotlib)"
+            "plotting needs matplotlib: pip install 'fral-learn[plot]' (or matplotlib)"
         ) from error
     by_strategy: dict[str, list[list[dict[str, float]]]] = {}
     for result in results:

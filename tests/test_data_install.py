@@ -47,12 +47,14 @@ def test_demo_outputs_without_matplotlib(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setattr(cli, "final_table", lambda results, metric: "| final |")
     monkeypatch.setattr(cli, "timing_table", lambda results: "| timing |")
+    monkeypatch.setattr(cli, "labelled_table", lambda results: "| labelled |")
     cli._write_outputs([], tmp_path, "accuracy")
     captured = capsys.readouterr()
-    assert (tmp_path / "table.md").read_text() == "| final |\n\n| timing |\n"
+    text = (tmp_path / "table.md").read_text()
+    assert text == "| final |\n\n| labelled |\n\n| timing |\n"
     assert (tmp_path / "results.json").read_text().strip() == "[]"
     assert not (tmp_path / "worst_group.png").exists()
-    assert "no plot" in captured.err and "fral[plot]" in captured.err
+    assert "no plot" in captured.err and "fral-learn[plot]" in captured.err
     assert "| final |" in captured.out and "worst_group.png" not in captured.out
 
 

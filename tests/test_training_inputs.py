@@ -179,7 +179,9 @@ CASES: dict[str, Case] = {
         with_x(lambda x: x.double()), TypeError, r"{x} is torch.float64.*x\.float\(\)"
     ),
     "model on meta": Case(with_model(lambda m: m.to("meta")), ValueError, r"model.*meta.*to_empty"),
-    "data on meta": Case(with_x(lambda x: x.to("meta")), ValueError, r"{x} is on the meta device"),
+    "data on meta": Case(
+        with_x(lambda x: x.to("meta")), ValueError, r"(inputs are|{x} is) on the meta device"
+    ),
     "model returns a tuple": Case(
         with_model(lambda m: TupleOut()), TypeError, r"model must return a logits.*tuple"
     ),

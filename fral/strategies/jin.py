@@ -7,14 +7,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from fral._modules import model_device
+from fral._modules import model_device, warn_user
 from fral._random import RandomState, make_generator
 from fral.pool import Pool, as_index_tensor
 from fral.protocol import (
     Request,
     Strategy,
     WorstGroupOptions,
-    _warn_user,
     check_flag,
     draw_by_group,
     group_order,
@@ -202,7 +201,7 @@ class JIN(Strategy):
 
     def _select(self, request: Request) -> torch.Tensor:
         if request.group is None and request.validation is None:
-            _warn_user(
+            warn_user(
                 "JIN got neither `validation` nor `group`: it scores the whole pool, with no "
                 "regard to groups (no fairness); pass validation= to draw from the worst group"
             )
