@@ -101,10 +101,14 @@ def _check_inputs(x: torch.Tensor, y: torch.Tensor | None, device: torch.device,
 
 def check_labels(y: torch.Tensor, num_classes: int, name: str = "y") -> None:
     """Raise unless every label lies in ``[0, num_classes)`` (the model's output width)."""
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+    if y.numel() == 0:
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
         raise ValueError(
-            f"{name} holds labels in [{int(y.min())}, {int(y.max())}] but the model has "
-            f"{num_classes} classes: labels must lie in [0, {num_classes})"
+            f"{name} must lie in [0, {num_classes}) (the model outputs {num_classes} "
+            f"logits), got range [{low}, {high}]: relabel the classes 0..C-1 or give the "
+            "model one output per class"
         )
 
 

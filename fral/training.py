@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from fral._modules import autocast, check_module, model_device, preserved_mode
 from fral._random import RandomState, make_generator, resolve_seed
+from fral.attacks import check_labels
 from fral.pool import Pool
 
 __all__ = [
@@ -439,19 +440,6 @@ def _logits(output: Any, rows: int) -> torch.Tensor:
     return output
 
 
-def _check_labels(labels: torch.Tensor, num_classes: int, name: str) -> None:
-    """Labels in ``[0, num_classes)``, ``num_classes`` the model's output width."""
-    if labels.numel() == 0:
-        return
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= num_classes:
-        raise ValueError(
-            f"{name} must lie in [0, {num_classes}) (the model outputs {num_classes} "
-            f"logits), got range [{low}, {high}]: relabel the classes 0..C-1 or give the "
-            "model one output per class"
-        )
-
-
 def trades_loss(
     model: nn.Module,
     x: torch.Tensor,
@@ -633,7 +621,7 @@ def _trades_attack(
     with torch.no_grad(), autocast(device, amp):
         clean = _logits(model(x), x.shape[0])
     if y is not None:
-        _check_labels(y, clean.shape[1], "y")
+        check_labels(y, clean.shape[1], "y")
     target = F.softmax(clean.float(), dim=1)
     noise_device = "cpu" if generator is None else generator.device
     noise = 0.001 * torch.randn(x.shape, generator=generator, device=noise_device)
@@ -808,7 +796,7 @@ class Trainer:
             _lone_sample_hint(x, config),
         ):
             logits = _logits(self.model(x), x.shape[0])
-        _check_labels(labels, logits.shape[1], "the training labels")
+        check_labels(labels, logits.shape[1], "the training labels")
 
     def fit(
         self,

@@ -101,7 +101,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[], tuple], type[Exception], str]] = {
     "labels above the classes": (
         lambda: (_net(), _images(), torch.tensor([0, 1, 2, 3, 4, 0])),
         ValueError,
-        r"labels must lie in \[0, 4\)",
+        r"must lie in \[0, 4\)",
     ),
     "empty data": (lambda: (_net(), _images(0), GOOD_LABELS[:0]), ValueError, "empty"),
     "not a model": (lambda: (lambda x: x, _images(), GOOD_LABELS), TypeError, "nn.Module"),
