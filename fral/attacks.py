@@ -253,10 +253,19 @@ def pgd(
     with evaluation_view(model, optimize=optimize) as view:
         _check_inputs(x, y, view.device, bounds)
         return pgd_on_view(
-            view, x, y, eps=eps, alpha=alpha, steps=steps, objective=objective,
-            random_start=random_start, start_std=start_std, bounds=bounds,
-            generator=generator, amp=amp,
-        )  # fmt: skip
+            view,
+            x,
+            y,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            objective=objective,
+            random_start=random_start,
+            start_std=start_std,
+            bounds=bounds,
+            generator=generator,
+            amp=amp,
+        )
 
 
 @dataclass(frozen=True)

@@ -214,9 +214,12 @@ class Split:
     def subset(self, indices: torch.Tensor) -> Split:
         """The samples at ``indices`` (int64), as a new split."""
         return Split(
-            self.x[indices], self.y[indices], self.z[indices],
-            None if self.index is None else self.index[indices], self.num_groups,
-        )  # fmt: skip
+            self.x[indices],
+            self.y[indices],
+            self.z[indices],
+            None if self.index is None else self.index[indices],
+            self.num_groups,
+        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -386,9 +386,14 @@ def evaluate(
     generator = make_generator(resolve_seed(random_state), model_device(model))
     clean_chunks, adv_chunks = [], []
     for clean, adversarial, _, _ in clean_and_adversarial_logits(
-        model, data, attack=attack, robust=robust, batch_size=batch_size, amp=amp,
+        model,
+        data,
+        attack=attack,
+        robust=robust,
+        batch_size=batch_size,
+        amp=amp,
         generator=generator,
-    ):  # fmt: skip
+    ):
         clean_chunks.append(clean.argmax(1))
         if adversarial is not None:
             adv_chunks.append(adversarial.argmax(1))
@@ -446,9 +451,15 @@ def group_ranking(
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     result = evaluate(
-        model, validation, attack=attack, robust=criterion != "clean", metrics=(metric,),
-        batch_size=batch_size, amp=amp, random_state=random_state,
-    )  # fmt: skip
+        model,
+        validation,
+        attack=attack,
+        robust=criterion != "clean",
+        metrics=(metric,),
+        batch_size=batch_size,
+        amp=amp,
+        random_state=random_state,
+    )
     robust = result.robust[metric].per_group if result.robust else None
     return rank_groups(result.clean[metric].per_group, robust, criterion)
 
@@ -516,9 +527,14 @@ def group_risks(
     totals = torch.zeros(2, num_groups, device=device)
     counts = torch.zeros(num_groups, device=device)
     for clean, adversarial, y, g in clean_and_adversarial_logits(
-        model, validation, attack=attack, robust=criterion != "clean", batch_size=batch_size,
-        amp=amp, generator=generator,
-    ):  # fmt: skip
+        model,
+        validation,
+        attack=attack,
+        robust=criterion != "clean",
+        batch_size=batch_size,
+        amp=amp,
+        generator=generator,
+    ):
         totals[0].index_add_(0, g, per_sample(clean, y))
         counts.index_add_(0, g, torch.ones_like(y, dtype=counts.dtype))
         if adversarial is not None:

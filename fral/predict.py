@@ -134,9 +134,14 @@ def probabilities(
 ) -> torch.Tensor:
     """Softmax probabilities of ``model`` on ``data``; shape ``(N, C)``. See :func:`logits`."""
     out = logits(
-        model, data, indices=indices, batch_size=batch_size, device=device, amp=amp,
+        model,
+        data,
+        indices=indices,
+        batch_size=batch_size,
+        device=device,
+        amp=amp,
         optimize=optimize,
-    )  # fmt: skip
+    )
     return out.softmax(dim=1)
 
 
@@ -220,9 +225,14 @@ def embeddings(
         if target is None:  # the optimised copy renamed it: hook the model itself
             with evaluation_view(model, optimize=False, device=device) as plain:
                 return embeddings_with_hook(
-                    plain, plain.module.get_submodule(name), data, batch_size, amp, return_logits,
+                    plain,
+                    plain.module.get_submodule(name),
+                    data,
+                    batch_size,
+                    amp,
+                    return_logits,
                     indices=indices,
-                )  # fmt: skip
+                )
         return embeddings_with_hook(
             view, target, data, batch_size, amp, return_logits, indices=indices
         )

@@ -51,9 +51,11 @@ def test_own_predictions_and_kl_objective_raise_their_losses(trained_net, digits
     with torch.no_grad():
         assert F.cross_entropy(trained_net(x_ce), pred) > 2 * F.cross_entropy(clean_logits, pred)
         kl = F.kl_div(
-            F.log_softmax(trained_net(x_kl), 1), F.log_softmax(clean_logits, 1),
-            log_target=True, reduction="batchmean",
-        )  # fmt: skip
+            F.log_softmax(trained_net(x_kl), 1),
+            F.log_softmax(clean_logits, 1),
+            log_target=True,
+            reduction="batchmean",
+        )
     assert kl > 0.05
 
 
@@ -63,8 +65,9 @@ def test_equals_torchattacks_without_random_start(trained_net, digits, dtype, op
     x, y, _ = digits
     net = copy.deepcopy(trained_net).to(dtype)
     x = x[:256].to(dtype)
-    ours = pgd(net, x, y[:256], eps=EPS, alpha=ALPHA, steps=5, random_start=False,
-               optimize=optimize)  # fmt: skip
+    ours = pgd(
+        net, x, y[:256], eps=EPS, alpha=ALPHA, steps=5, random_start=False, optimize=optimize
+    )
     theirs = torchattacks.PGD(net, eps=EPS, alpha=ALPHA, steps=5, random_start=False)(x, y[:256])
     assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
 
@@ -84,8 +87,14 @@ def test_generator_makes_random_starts_reproducible(trained_net, digits) -> None
 
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
-    gaussian = pgd(trained_net, x, steps=0, start_std=0.001, bounds=None,
-                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+    gaussian = pgd(
+        trained_net,
+        x,
+        steps=0,
+        start_std=0.001,
+        bounds=None,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert 0.0005 < (gaussian - x).std() < 0.002
 
 
@@ -138,8 +147,10 @@ def test_torchattacks_adapter_attacks_predictions_and_rejects_other_models(digit
 def test_pgd_class_matches_function(trained_net, digits) -> None:
     x = digits[0][:8]
     attack = PGD(eps=0.05, alpha=0.01, steps=3, random_start=False)
-    assert torch.equal(attack(trained_net, x), pgd(trained_net, x, eps=0.05, alpha=0.01, steps=3,
-                                                   random_start=False))  # fmt: skip
+    assert torch.equal(
+        attack(trained_net, x),
+        pgd(trained_net, x, eps=0.05, alpha=0.01, steps=3, random_start=False),
+    )
 
 
 @pytest.mark.parametrize(

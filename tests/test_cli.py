@@ -38,9 +38,25 @@ def test_report_reads_saved_runs(demo_output, capsys, tmp_path) -> None:
 
 
 def test_run_and_resume(tmp_path, capsys) -> None:
-    options = ["run", "--strategy", "G-ENT", "--limit", "300", "--rounds", "1", "--epochs", "1",
-               "--finetune-epochs", "1", "--standard-epochs", "1", "--budget-fraction", "0.05",
-               "--out", str(tmp_path)]  # fmt: skip
+    options = [
+        "run",
+        "--strategy",
+        "G-ENT",
+        "--limit",
+        "300",
+        "--rounds",
+        "1",
+        "--epochs",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--standard-epochs",
+        "1",
+        "--budget-fraction",
+        "0.05",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(options) == 0
     assert main(options) == 1  # the folder holds a run: refused without --resume
     assert "already holds runs: add --resume" in capsys.readouterr().err
@@ -61,8 +77,9 @@ def test_run_and_resume(tmp_path, capsys) -> None:
     ],
 )
 def test_bad_arguments_give_one_line_and_no_traceback(argv, status, needle) -> None:
-    process = subprocess.run([sys.executable, "-m", "fral", *argv], capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+    process = subprocess.run(
+        [sys.executable, "-m", "fral", *argv], capture_output=True, text=True, timeout=120
+    )
     assert process.returncode == status
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("fral")

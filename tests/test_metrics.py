@@ -120,8 +120,11 @@ def test_bad_metric_inputs() -> None:
     with pytest.raises(ValueError, match="integer"):
         group_f1(torch.tensor([0.5]), torch.tensor([0]), torch.tensor([0]))
     with pytest.raises(ValueError, match="no samples"):
-        group_accuracy(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long),
-                       torch.tensor([], dtype=torch.long))  # fmt: skip
+        group_accuracy(
+            torch.tensor([], dtype=torch.long),
+            torch.tensor([], dtype=torch.long),
+            torch.tensor([], dtype=torch.long),
+        )
     net = make_net()
     unlabeled = Pool(torch.rand(4, 1, 8, 8), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="labels"):
