@@ -22,9 +22,15 @@ def main() -> None:
     args = parser.parse_args()
     data = adult(group="sex")
     data = data.subsample(train=1500 if args.quick else 8000, validation=500, test=2000, seed=0)
-    train = TrainConfig(epochs=1 if args.quick else 10, batch_size=128, lr=0.05,
-                        warmup_epochs=0 if args.quick else 1, eps=data.eps, alpha=data.alpha,
-                        bounds=data.bounds)  # fmt: skip
+    train = TrainConfig(
+        epochs=1 if args.quick else 10,
+        batch_size=128,
+        lr=0.05,
+        warmup_epochs=0 if args.quick else 1,
+        eps=data.eps,
+        alpha=data.alpha,
+        bounds=data.bounds,
+    )
     start = initialize(data, train=train, seed=0)
     rounds = 1 if args.quick else 3
     results = [

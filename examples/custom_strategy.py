@@ -47,12 +47,19 @@ def main() -> None:
     start = initialize(data, train=train, seed=0)
     for strategy in (Margin(budget, random_state=0), JIN(budget, random_state=0)):
         result = run_experiment(
-            strategy, data, rounds=rounds, train=train, finetune=finetune, seed=0,
+            strategy,
+            data,
+            rounds=rounds,
+            train=train,
+            finetune=finetune,
+            seed=0,
             initialization=start,
-        )  # fmt: skip
+        )
         final = result.history[-1]["test"]["summary"]
-        print(f"{strategy.name:7s} F_std {final['clean_accuracy_worst']:.3f} "
-              f"F_rob {final['robust_accuracy_worst']:.3f}")  # fmt: skip
+        print(
+            f"{strategy.name:7s} F_std {final['clean_accuracy_worst']:.3f} "
+            f"F_rob {final['robust_accuracy_worst']:.3f}"
+        )
 
 
 if __name__ == "__main__":

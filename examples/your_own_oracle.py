@@ -50,14 +50,18 @@ def main() -> None:
             run_experiment("JIN", data, checkpoint_dir=folder, oracle=tool, **options)
         except ConnectionError as error:
             saved = json.loads((Path(folder) / "open_round.json").read_text())
-            print(f"interrupted ({error}); {len(saved['labels'])} answers of round "
-                  f"{saved['round']} are on disk")  # fmt: skip
+            print(
+                f"interrupted ({error}); {len(saved['labels'])} answers of round "
+                f"{saved['round']} are on disk"
+            )
         tool = AnnotationTool(data.train.y)
         resumed = run_experiment(
             "JIN", data, checkpoint_dir=folder, oracle=tool, resume=True, **options
         )
-        print(f"resumed: the tool was asked {tool.answered} more labels; "
-              f"{resumed.labeled.numel()} labelled in total")  # fmt: skip
+        print(
+            f"resumed: the tool was asked {tool.answered} more labels; "
+            f"{resumed.labeled.numel()} labelled in total"
+        )
     uninterrupted = run_experiment("JIN", data, oracle=AnnotationTool(data.train.y), **options)
     assert torch.equal(uninterrupted.labeled, resumed.labeled)
     print("the resumed run labelled exactly what an uninterrupted run labels")

@@ -27,7 +27,10 @@ def test_example_runs(name: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), "--quick"],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     assert EXPECTED[name] in process.stdout
