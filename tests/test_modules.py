@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 import torch
 from torch import nn
 
 from fral import _modules
-from fral._modules import clear_cache, evaluation_view
+from fral._modules import OptimizationWarning, clear_cache, evaluation_view
 from fral.models import MobileNetV2
 from tests.utils import make_net
 
@@ -117,7 +118,10 @@ def test_models_that_cannot_be_traced_or_copied_still_work() -> None:
     model, x = Untraceable(), torch.rand(3, 1, 6, 6)
     assert torch.allclose(view_output(model, x), eval_output(model, x), atol=1e-6)
     plain = Uncopyable().train()
-    with evaluation_view(plain) as view:
+    with (
+        pytest.warns(OptimizationWarning, match="cannot be copied"),
+        evaluation_view(plain) as view,
+    ):
         assert view.module is plain and not plain.training
     assert plain.training
     assert torch.allclose(
