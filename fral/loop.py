@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import inspect
-import json
 import math
 import numbers
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,13 +40,7 @@ from tqdm.auto import tqdm
 
 from fral._io import (
     CheckpointError,
-    check_writable,
-    clean_temporary_files,
-    folder_lock,
-    read_json,
     read_torch,
-    tensor_digest,
-    write_json,
     write_torch,
 )
 from fral._modules import check_module
@@ -58,6 +50,14 @@ from fral.metrics import evaluate
 from fral.models import MLP, MobileNetV2, SmallCNN
 from fral.pool import Pool, initial_split
 from fral.protocol import QueryStrategy, Strategy
+from fral.run_folder import (
+    CHECKPOINT_VERSION,
+    _check_same,
+    _Checkpoint,
+    _json_ready,
+    data_fingerprint,
+    model_signature,
+)
 from fral.strategies import build_strategy, strategy_class
 from fral.training import TrainConfig, Trainer
 
@@ -74,8 +74,6 @@ __all__ = [
 ]
 
 Oracle = Callable[[torch.Tensor], Any]
-#: Version 2: checksummed files, ``history.json`` as the commit record, data fingerprints.
-CHECKPOINT_VERSION = 2
 
 
 class DatasetOracle:
@@ -121,78 +119,6 @@ def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
         torch.manual_seed(seed)
         model = build()
     return check_module(model, "model_fn()")
-
-
-def data_fingerprint(dataset: FairDataset) -> dict[str, Any]:
-    """What identifies a data set's content: per split, the SHA-256 of its inputs, labels and
-    groups (dtype, shape and bytes, read in chunks); plus its name and sizes.
-
-    Two data sets with the same name but another subsample, split seed or file version have
-    other fingerprints; a run, a resume and a shared initialization are matched by it.
-
-    Returns
-    -------
-    dict
-        ``name``, ``num_classes``, ``num_groups`` and, for ``train``, ``validation`` and
-        ``test``, a hex digest.
-    """
-    fingerprint: dict[str, Any] = {
-        "name": dataset.name,
-        "num_classes": dataset.num_classes,
-        "num_groups": dataset.num_groups,
-    }
-    for name, split in dataset.splits().items():
-        parts = (tensor_digest(split.x), tensor_digest(split.y), tensor_digest(split.z))
-        fingerprint[name] = hashlib.sha256(" ".join(parts).encode()).hexdigest()
-    return fingerprint
-
-
-def model_signature(model: nn.Module) -> str:
-    """The architecture as a checkpoint sees it: the class name and a digest of every
-    ``state_dict`` entry's name, shape and dtype (e.g. ``"SmallCNN:1f0c...``)."""
-    entries = [
-        f"{name}:{tuple(value.shape)}:{value.dtype}"
-        for name, value in model.state_dict().items()
-        if isinstance(value, torch.Tensor)
-    ]
-    digest = hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
-    return f"{type(model).__name__}:{digest}"
-
-
-def _json_ready(data: Any) -> Any:
-    """``data`` after a JSON round trip (tuples become lists), as it is read back from disk."""
-    return json.loads(json.dumps(data))
-
-
-def _differences(stored: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Which settings differ between ``stored`` and ``current``, one phrase each."""
-    phrases = []
-    for key in sorted(set(stored) | set(current)):
-        old, new = stored.get(key, "<unset>"), current.get(key, "<unset>")
-        if old == new:
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(old, dict) and isinstance(new, dict):
-            phrases.extend(_differences(old, new, f"{name}."))
-        elif name in ("data.train", "data.validation", "data.test"):
-            phrases.append(
-                f"{name} (the {key} split's content: another data set, subsample, limit or "
-                "split seed)"
-            )
-        else:
-            phrases.append(f"{name} ({_short(old)} then, {_short(new)} now)")
-    return phrases
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_same(what: str, stored: dict[str, Any], current: dict[str, Any]) -> None:
-    differences = _differences(_json_ready(stored), _json_ready(current))
-    if differences:
-        raise ValueError(f"{what} was made with other settings: {'; '.join(differences)}")
 
 
 @dataclass
@@ -538,131 +464,6 @@ def _describe_picks(
         ).tolist(),
         "picked_per_class": torch.bincount(labels, minlength=dataset.num_classes).tolist(),
     }
-
-
-class _Checkpoint:
-    """The files of one run folder and the order in which they are written.
-
-    ``settings.json`` is written once, when the run starts. A finished round is committed in
-    two steps: ``state-<round>.pt`` (models, optimisers, strategy and generator states), then
-    ``history.json``, which holds the records and names that state file with its SHA-256:
-    the rename of ``history.json`` is the commit point, so the records, the state and every
-    report agree after a kill at any moment. Older state files and the open-round files are
-    removed after the commit; leftovers of a killed process are removed when the run is
-    resumed. During a round, ``open_round.pt`` (``M_S`` and the strategy right after
-    selecting) is written before ``open_round.json`` (the picks, every oracle answer so far
-    and ``open_round.pt``'s SHA-256).
-    """
-
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
-        self.state_file: str | None = None  # the committed state file, once known
-
-    def path(self, name: str) -> Path:
-        assert self.folder is not None
-        return self.folder / name
-
-    @contextlib.contextmanager
-    def opened(self, settings: dict[str, Any], resume: bool) -> Iterator[None]:
-        """Check the folder is writable, lock it, check or write the settings, tidy it."""
-        if self.folder is None:
-            yield
-            return
-        check_writable(self.folder, "checkpoint_dir")
-        with folder_lock(self.folder):
-            if self._check_settings(settings, resume):
-                self._tidy()  # only in a folder that holds a run: never touch others' files
-            yield
-
-    def _check_settings(self, settings: dict[str, Any], resume: bool) -> bool:
-        """Refuse a run that differs from the one in the folder; ``True`` if there is one."""
-        path = self.path("settings.json")
-        holds_run = path.exists() or self.path("history.json").exists()
-        if holds_run and not resume:
-            raise FileExistsError(
-                f"{self.folder} holds a run already: resume it (resume=True, fral --resume) "
-                "or choose another folder"
-            )
-        if not holds_run:
-            write_json(path, settings, checksum=True)
-            return False
-        if not path.exists():
-            raise CheckpointError(f"{path} is missing: the run in {self.folder} cannot be checked")
-        stored = read_json(path, checksum=True)
-        if stored.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(
-                f"{self.folder} was written by another fral version (checkpoint version "
-                f"{stored.get('version')}, this one reads {CHECKPOINT_VERSION}); start a new run"
-            )
-        current = {key: value for key, value in settings.items() if key != "rounds"}
-        stored = {key: value for key, value in stored.items() if key != "rounds"}
-        _check_same(f"the run in {self.folder}", stored, current)
-        return True
-
-    def _tidy(self) -> None:
-        """Remove what a killed process left: temporary files, uncommitted state files and
-        the open-round files of a round already committed (or never opened)."""
-        assert self.folder is not None
-        clean_temporary_files(self.folder)
-        committed = self.committed()
-        keep = None if committed is None else committed["state"]["file"]
-        for path in self.folder.glob("state-*.pt"):
-            if path.name != keep and path.name[6:-3].isdigit():
-                path.unlink()
-        done = -1 if committed is None else len(committed["history"]) - 1
-        open_json = self.path("open_round.json")
-        if open_json.exists() and read_json(open_json, checksum=True)["round"] <= done:
-            open_json.unlink()
-        if not open_json.exists():
-            self.path("open_round.pt").unlink(missing_ok=True)
-
-    def committed(self) -> dict[str, Any] | None:
-        """``history.json`` (checked), or ``None`` before round 0 is committed."""
-        if self.folder is None or not self.path("history.json").exists():
-            return None
-        return read_json(self.path("history.json"), checksum=True)
-
-    def commit(
-        self, number: int, state: dict[str, Any], settings: dict[str, Any], history: list
-    ) -> None:
-        if self.folder is None:
-            return
-        name = f"state-{number}.pt"
-        digest = write_torch(self.path(name), state)
-        record = {
-            "settings": settings,
-            "history": history,
-            "state": {"file": name, "sha256": digest},
-        }
-        write_json(self.path("history.json"), record, checksum=True)
-        self.path("open_round.json").unlink(missing_ok=True)
-        self.path("open_round.pt").unlink(missing_ok=True)
-        if self.state_file is not None and self.state_file != name:
-            self.path(self.state_file).unlink(missing_ok=True)
-        self.state_file = name
-
-    def load_state(self, committed: dict[str, Any]) -> dict[str, Any]:
-        entry = committed["state"]
-        self.state_file = entry["file"]
-        return read_torch(self.path(entry["file"]), sha256=entry["sha256"], map_location="cpu")
-
-    def open_round(self, number: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """Round ``number``'s open-round record and selection state, if it was selected."""
-        if self.folder is None or not self.path("open_round.json").exists():
-            return None
-        record = read_json(self.path("open_round.json"), checksum=True)
-        if record["round"] != number:
-            return None
-        state = read_torch(self.path("open_round.pt"), sha256=record["state_sha256"])
-        return record, state
-
-    def save_open_round(self, record: dict[str, Any], state: dict[str, Any] | None) -> None:
-        """Write the open round; with ``state``, ``open_round.pt`` first."""
-        if self.folder is None:
-            return
-        if state is not None:
-            record["state_sha256"] = write_torch(self.path("open_round.pt"), state)
-        write_json(self.path("open_round.json"), record, checksum=True)
 
 
 def run_experiment(
