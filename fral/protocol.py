@@ -239,7 +239,7 @@ class WorstGroupOptions:
         self.amp = check_amp(amp)
 
     def as_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`resolve_group` and :func:`fral.metrics.group_ranking`."""
+        """Keyword arguments of :func:`fral.metrics.group_ranking` (and of :func:`group_order`)."""
         return {
             "attack": self.attack,
             "criterion": self.criterion,
