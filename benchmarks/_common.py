@@ -1,32 +1,95 @@
-"""Shared bits of the benchmark scripts: timing and model choice."""
+"""Shared bits of the benchmark scripts: timing, alternating comparisons and model choice.
+
+A comparison on a noisy machine holds only if both sides see the same noise: ``alternate``
+runs them in turn (A B A B ...) after a warm-up round and reports the median of the per-pair
+ratios A / B with its min and max, so a burst of load lands on one pair instead of one side.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 
 from fral.models import MobileNetV2, SmallCNN
 
 
-def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run (seconds)."""
+class Ratio(NamedTuple):
+    """Per-pair ratios ``a / b``: their median, min and max, and each side's median."""
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    median: float
+    low: float
+    high: float
+    a_median: float
+    b_median: float
 
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
+    def __str__(self) -> str:
+        return f"{self.median:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def stopwatch(fn: Callable[[], object], device: torch.device) -> Callable[[], float]:
+    """``fn`` made to return its own wall time in seconds (waiting for the device)."""
+
+    def run() -> float:
+        _sync(device)
         start = time.perf_counter()
         fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        _sync(device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def rounds(sides: Sequence[Callable[[], float]], pairs: int) -> list[list[float]]:
+    """Run ``sides`` in turn (A B C A B C ...), one warm-up round then ``pairs`` measured rounds.
+
+    Each side returns the figure it measured (seconds, bytes, ...); the result holds one list
+    of ``pairs`` figures per side, in the order of ``sides``.
+    """
+    if pairs < 1:
+        raise ValueError(f"pairs must be at least 1, got {pairs}")
+    for side in sides:
+        side()
+    figures: list[list[float]] = [[] for _ in sides]
+    for _ in range(pairs):
+        for side, kept in zip(sides, figures, strict=True):
+            kept.append(side())
+    return figures
+
+
+def ratio(a: Sequence[float], b: Sequence[float]) -> Ratio:
+    """The per-round ratios ``a[i] / b[i]`` summed up as a ``Ratio``."""
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    return Ratio(
+        statistics.median(ratios),
+        min(ratios),
+        max(ratios),
+        statistics.median(a),
+        statistics.median(b),
+    )
+
+
+def alternate(
+    a: Callable[[], object], b: Callable[[], object], pairs: int, device: torch.device
+) -> Ratio:
+    """Time ``a`` and ``b`` in turn (A B A B ...) after a warm-up pair: ratio time(a) / time(b)."""
+    times_a, times_b = rounds([stopwatch(a, device), stopwatch(b, device)], pairs)
+    return ratio(times_a, times_b)
+
+
+def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run (seconds)."""
+    clock = stopwatch(fn, device)
+    clock()
+    return statistics.median([clock() for _ in range(repeats)])
 
 
 def bench_model(name: str, device: torch.device) -> tuple[torch.nn.Module, tuple[int, ...]]:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
-from _common import bench_model
+from _common import alternate, bench_model
 
 from fral import JIN, Pool
 from fral._modules import EvalView
@@ -31,26 +29,17 @@ def _bypass(self: EvalView, x: torch.Tensor) -> None:
     self._verified = True
 
 
-def _time(fn: Callable[[], object], verify: bool) -> float:
-    EvalView.verify = _VERIFY if verify else _bypass
-    try:
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-    finally:
-        EvalView.verify = _VERIFY
+def _with_check(fn: Callable[[], object], verify: bool) -> Callable[[], object]:
+    """``fn`` run with the check as shipped (``verify``) or bypassed."""
 
+    def run() -> object:
+        EvalView.verify = _VERIFY if verify else _bypass
+        try:
+            return fn()
+        finally:
+            EvalView.verify = _VERIFY
 
-def alternate(fn: Callable[[], object], pairs: int) -> tuple[float, float, float]:
-    """Median, min and max of (with check) / (without) over ``pairs`` alternating pairs."""
-    _time(fn, True)
-    _time(fn, False)
-    ratios = []
-    for _ in range(pairs):
-        checked = _time(fn, True)
-        bare = _time(fn, False)
-        ratios.append(checked / bare)
-    return statistics.median(ratios), min(ratios), max(ratios)
+    return run
 
 
 def main() -> None:
@@ -74,8 +63,8 @@ def main() -> None:
             f"JIN.score, pool {args.pool}": functools.partial(jin.score, model_r, model_s, pool),
         }
         for label, fn in calls.items():
-            median, low, high = alternate(fn, args.pairs)
-            print(f"{name:12s} {label:22s} median {median:.3f}  [{low:.3f}, {high:.3f}]")
+            cost = alternate(_with_check(fn, True), _with_check(fn, False), args.pairs, device)
+            print(f"{name:12s} {label:22s} median {cost}")
 
 
 if __name__ == "__main__":
