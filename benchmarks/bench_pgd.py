@@ -1,11 +1,14 @@
 """fral.pgd against torchattacks.PGD: same model, inputs, batch and steps, in one run.
 
-Prints both attacks' throughput and their ratio (goal: >= 1.25x on CPU) after asserting that
-the adversarial examples are equal in float64 (to 1e-9). In float32, fral's folded BatchNorm
-rounds differently, so a gradient component within rounding of zero can change sign: the share
-of such pixels is printed too. Run:
+Asserts that the adversarial examples are equal in float64 (to 1e-9), then times the two
+attacks alternating (torchattacks, fral, torchattacks, fral, ...; ``--pairs`` pairs after a
+warm-up pair) and prints each one's median throughput and the speed-up, time(torchattacks) /
+time(fral), as the median of the pairs with its [min, max] (goal: >= 1.25x on CPU). In
+float32, fral's folded BatchNorm rounds differently, so a gradient component within rounding of
+zero can change sign: the share of such pixels is printed too. Run:
 
-    .venv/bin/python benchmarks/bench_pgd.py [--model mobilenetv2|smallcnn] [--device cuda]
+    .venv/bin/python benchmarks/bench_pgd.py [--model mobilenetv2|smallcnn] [--pairs 5]
+        [--device cuda] [--amp]
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ import copy
 
 import torch
 import torchattacks
-from _common import bench_model, timed
+from _common import bench_model, ratio, rounds, stopwatch
 
 from fral.attacks import pgd
 
 
 def compare(name: str, args: argparse.Namespace, device: torch.device) -> str:
-    """One model: equality check, then both timings; returns the report line."""
+    """One model: equality check, then the alternating timings; returns the report line."""
     model, shape = bench_model(name, device)
     x = torch.rand(args.batch_size, *shape, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
@@ -35,16 +38,19 @@ def compare(name: str, args: argparse.Namespace, device: torch.device) -> str:
 
     reference = torchattacks.PGD(model, **options)
     flipped = ((pgd(model, x, y, **options) - reference(x, y)).abs() > 1e-6).double().mean()
-    t_theirs = timed(lambda: reference(x, y), args.repeats, device)
-    t_ours = timed(lambda: pgd(model, x, y, **options), args.repeats, device)
+    sides = [lambda: reference(x, y), lambda: pgd(model, x, y, **options)]
+    if args.amp:  # a third side in the same rotation: torchattacks, fral, fral bf16, ...
+        sides.append(lambda: pgd(model, x, y, amp=True, **options))
+    times = rounds([stopwatch(side, device) for side in sides], args.pairs)
+    speedup = ratio(times[0], times[1])
     line = (
-        f"{name:12s} torchattacks {args.batch_size / t_theirs:9.1f} img/s | "
-        f"fral {args.batch_size / t_ours:9.1f} img/s | speed-up {t_theirs / t_ours:.2f}x | "
+        f"{name:12s} torchattacks {args.batch_size / speedup.a_median:9.1f} img/s | "
+        f"fral {args.batch_size / speedup.b_median:9.1f} img/s | speed-up {speedup} | "
         f"float64 max|diff| {difference:.0e} | float32 pixels differing {flipped.item():.1e}"
     )
     if args.amp:
-        t_amp = timed(lambda: pgd(model, x, y, amp=True, **options), args.repeats, device)
-        line += f" | fral bf16 {args.batch_size / t_amp:9.1f} img/s ({t_theirs / t_amp:.2f}x)"
+        amp = ratio(times[0], times[2])
+        line += f" | fral bf16 {args.batch_size / amp.b_median:9.1f} img/s ({amp})"
     return line
 
 
@@ -53,7 +59,7 @@ def main() -> None:
     parser.add_argument("--model", default="all", choices=["all", "mobilenetv2", "smallcnn"])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=5, help="measured pairs after a warm-up")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="also time fral with bf16 autocast")
     args = parser.parse_args()
@@ -61,7 +67,8 @@ def main() -> None:
     names = ["mobilenetv2", "smallcnn"] if args.model == "all" else [args.model]
     print(
         f"device={device} threads={torch.get_num_threads()} batch={args.batch_size} "
-        f"steps={args.steps} eps=4/255 alpha=2/255"
+        f"steps={args.steps} eps=4/255 alpha=2/255 pairs={args.pairs} "
+        "(speed-up: time(torchattacks) / time(fral), median [min, max] of the pairs)"
     )
     for name in names:
         print(compare(name, args, device), flush=True)
