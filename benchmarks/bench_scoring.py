@@ -5,9 +5,11 @@ Per candidate batch JIN must run: one clean forward of M_R, one of M_S, the atta
 The "bare" loops below run exactly those passes and nothing else (no KL, z-score, sort, copy
 or validation), once on the same eval copies JIN uses (BatchNorm folded: the overhead ratio,
 goal <= 1.10) and once on the user's models as they are (what a hand-written loop would cost).
-Run:
+The three take turns (JIN, bare on the copies, bare as is, JIN, ...; ``--pairs`` rounds after
+a warm-up round, ``--no-plain`` leaves the third out) and each ratio JIN / bare is the median
+of the rounds with its [min, max]. Run:
 
-    .venv/bin/python benchmarks/bench_scoring.py [--pool 1024] [--device cuda]
+    .venv/bin/python benchmarks/bench_scoring.py [--pool 512] [--pairs 5] [--device cuda]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from _common import bench_model, timed
+from _common import bench_model, ratio, rounds, stopwatch
 
 from fral import JIN, PGD, Pool
 from fral._modules import evaluation_view
@@ -47,9 +49,12 @@ def bare_passes(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mobilenetv2", choices=["mobilenetv2", "smallcnn"])
-    parser.add_argument("--pool", type=int, default=1024)
+    parser.add_argument("--pool", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5, help="measured rounds after a warm-up")
+    parser.add_argument(
+        "--no-plain", action="store_true", help="skip the bare loop on the models as they are"
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -61,22 +66,32 @@ def main() -> None:
     steps = PGD().steps
     jin = JIN(args.pool, batch_size=args.batch_size, random_state=0)
     batches = list(x.split(args.batch_size))
-
-    t_jin = timed(lambda: jin.score(model_r, model_s, pool), args.repeats, device)
-    with evaluation_view(model_r) as view_r, evaluation_view(model_s) as view_s:
-        t_bare = timed(lambda: bare_passes(view_r, view_s, batches, steps), args.repeats, device)
-    model_r.eval()
-    model_s.eval()
-    t_plain = timed(lambda: bare_passes(model_r, model_s, batches, steps), args.repeats, device)
     print(
         f"device={device} threads={torch.get_num_threads()} model={args.model} "
-        f"pool={args.pool} batch={args.batch_size} PGD-{steps}"
+        f"pool={args.pool} batch={args.batch_size} PGD-{steps} pairs={args.pairs} "
+        "(median [min, max] of the rounds)",
+        flush=True,
     )
-    print(f"JIN.score                          {t_jin:8.3f} s")
-    print(f"bare passes, same eval copies      {t_bare:8.3f} s   JIN / bare = {t_jin / t_bare:.3f}")
-    print(
-        f"bare passes, user's models as is   {t_plain:8.3f} s   JIN / bare = {t_jin / t_plain:.3f}"
-    )
+
+    def plain() -> None:
+        model_r.eval()
+        model_s.eval()
+        bare_passes(model_r, model_s, batches, steps)
+
+    with evaluation_view(model_r) as view_r, evaluation_view(model_s) as view_s:
+        sides = [
+            lambda: jin.score(model_r, model_s, pool),
+            lambda: bare_passes(view_r, view_s, batches, steps),
+        ]
+        if not args.no_plain:
+            sides.append(plain)
+        times = rounds([stopwatch(side, device) for side in sides], args.pairs)
+    bare = ratio(times[0], times[1])
+    print(f"JIN.score                          {bare.a_median:8.3f} s")
+    print(f"bare passes, same eval copies      {bare.b_median:8.3f} s   JIN / bare = {bare}")
+    if not args.no_plain:
+        as_is = ratio(times[0], times[2])
+        print(f"bare passes, user's models as is   {as_is.b_median:8.3f} s   JIN / bare = {as_is}")
 
 
 if __name__ == "__main__":
