@@ -1,24 +1,31 @@
 """Time and peak memory of CSET's and BADGE's selection on synthetic embeddings (CPU).
 
-Run ``python benchmarks/bench_selection.py`` (about ten minutes on two cores) or add
-``--quick`` for a small run. The selection step works on embeddings, so no network is run:
-the pool is ``N x 512`` embeddings of 10 clusters (one per class) with logits for 10 classes,
-a labelled set of 2,000 and a budget of 2,000 (``--quick``: 20,000 / 4,000 samples, 128
-dimensions, labelled set and budget of 200).
+Run ``python benchmarks/bench_selection.py`` (about five minutes on two cores), add
+``--quick`` for a small run and ``--large`` for the 200,000-candidate case (about two minutes
+more). The selection step works on embeddings, so no network is run: the pool is ``N x 512``
+embeddings of 10 clusters (one per class) with logits for 10 classes, a labelled set of 2,000
+and a budget of 2,000 (``--quick``: 20,000 / 4,000 samples, 128 dimensions, labelled set and
+budget of 200).
 
-1. fral's k-center greedy (CSET) and k-means++ on gradient embeddings (BADGE) at
-   ``N = 200,000``: time and peak extra memory (goal: at most 2 GiB).
-2. The same at ``N = 20,000`` next to naive versions (written below) that build the full
-   distance matrix (CSET: pool x (labelled + pool); BADGE: the ``N x (C d)`` gradient matrix
-   and its ``N x N`` distances), as common implementations do: time and memory ratios, and
-   whether both pick the same samples.
+1. fral's CSET and BADGE at ``N = 20,000`` next to naive versions (written below) that build
+   the full distance matrix (CSET: pool x (labelled + pool); BADGE: the ``N x (C d)`` gradient
+   matrix and its ``N x N`` distances), as common implementations do. The naive and the fral
+   version take turns (naive, fral, naive, fral, ...; ``--pairs`` pairs after a warm-up pair)
+   and the time and memory ratios naive / fral are the median of the pairs with their
+   [min, max]; also whether both pick the same samples (every run of one version must pick
+   the same, which is asserted).
+2. With ``--large``, fral's k-center greedy (CSET) and k-means++ on gradient embeddings
+   (BADGE) at ``N = 200,000``: time and peak extra memory (goal: at most 2 GiB), one run each
+   (an absolute figure against a goal, with nothing to alternate with).
 
-Each measurement runs in a fresh subprocess. Peak extra memory is the rise of the process's
-peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) over its resident set
-once the synthetic inputs exist, so it counts everything the selection allocates (torch's
-CPU allocations are invisible to tracemalloc) and not the inputs themselves. With
-``--device cuda`` everything runs on the GPU and the figure is the rise of torch's peak
-allocated GPU memory.
+Each measurement runs in a fresh subprocess, so alternating the two versions leaves the
+memory figures intact: each is the peak of one run of one version in a process of its own.
+Peak extra memory is the rise of the process's peak resident set (``VmHWM``, reset through
+``/proc/self/clear_refs``) over its resident set once the synthetic inputs exist, so it counts
+everything the selection allocates (torch's CPU allocations are invisible to tracemalloc) and
+not the inputs themselves. Time is that of the selection call alone, measured inside the
+subprocess. With ``--device cuda`` everything runs on the GPU and the memory figure is the
+rise of torch's peak allocated GPU memory.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from _common import ratio, rounds
 
 from fral._random import make_generator
 from fral.strategies.badge import badge_kmeanspp, gradient_scale
@@ -173,9 +181,43 @@ def run(method: str, size: int, config: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def compare(method: str, size: int, config: dict, pairs: int) -> str:
+    """``method`` against its naive version, alternating; returns the report line."""
+    names = (f"{method} naive", method)
+    results: dict[str, list[dict]] = {name: [] for name in names}
+
+    def side(name: str) -> Callable[[], float]:
+        def measured() -> float:
+            results[name].append(run(name, size, config))
+            return results[name][-1]["seconds"]
+
+        return measured
+
+    naive_s, fral_s = rounds([side(name) for name in names], pairs)
+    naive, fast = (results[name][1:] for name in names)  # without the warm-up pair
+    for name in names:
+        picks = [result["picks"] for result in results[name]]
+        assert all(p == picks[0] for p in picks), f"{name}: runs picked different samples"
+    seconds = ratio(naive_s, fral_s)
+    memory = ratio(
+        [max(result["extra"], 1) / MiB for result in naive],
+        [max(result["extra"], 1) / MiB for result in fast],
+    )
+    same = int(np.sum(np.array(fast[0]["picks"]) == np.array(naive[0]["picks"])))
+    return (
+        f"{method:<6}{seconds.b_median:>8.2f}{seconds.a_median:>9.2f}  {seconds!s:<22}"
+        f"{memory.b_median:>9,.0f}{memory.a_median:>11,.0f}  {memory!s:<25}"
+        f"{same}/{len(fast[0]['picks'])}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small run (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
+    parser.add_argument(
+        "--large", action="store_true", help="also the 200,000-candidate case (--quick: 20,000)"
+    )
+    parser.add_argument("--pairs", type=int, default=5, help="measured pairs after a warm-up")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="where to run (cpu, cuda)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -192,30 +234,28 @@ def main() -> None:
         f"{torch.get_num_threads()} threads; d={dim}, {CLASSES} classes, |L|={labeled:,}, "
         f"B={budget:,}"
     )
+    size = config["compare"]
+    print(
+        f"\n{size:,} candidates: fral vs naive full-matrix version, {args.pairs} alternating "
+        "pairs (ratio naive / fral: median [min, max])"
+    )
+    print(
+        f"{'method':<6}{'fral s':>8}{'naive s':>9}  {'time ratio':<22}"
+        f"{'fral MiB':>9}{'naive MiB':>11}  {'memory ratio':<25}same picks"
+    )
+    for method in ("CSET", "BADGE"):
+        print(compare(method, size, config, args.pairs), flush=True)
+    if not args.large:
+        return
     size = config["size"]
     inputs = size * dim * 4 / MiB
-    print(f"\n{size:,} candidates (pool embeddings alone: {inputs:,.0f} MiB)")
+    print(f"\n{size:,} candidates (pool embeddings alone: {inputs:,.0f} MiB), one run each")
     print(f"{'method':<8}{'time (s)':>10}{'peak extra memory':>22}")
     for method in ("CSET", "BADGE"):
         result = run(method, size, config)
         verdict = "ok" if result["extra"] <= 2 * 2**30 else "OVER the 2 GiB goal"
         print(
             f"{method:<8}{result['seconds']:>10.1f}{result['extra'] / MiB:>18,.0f} MiB  ({verdict})"
-        )
-    size = config["compare"]
-    print(f"\n{size:,} candidates: fral vs naive full-matrix version")
-    print(
-        f"{'method':<8}{'fral s':>9}{'naive s':>9}{'ratio':>8}"
-        f"{'fral MiB':>11}{'naive MiB':>11}{'ratio':>8}  same picks"
-    )
-    for method in ("CSET", "BADGE"):
-        fast, naive = run(method, size, config), run(f"{method} naive", size, config)
-        same = int(np.sum(np.array(fast["picks"]) == np.array(naive["picks"])))
-        print(
-            f"{method:<8}{fast['seconds']:>9.2f}{naive['seconds']:>9.2f}"
-            f"{naive['seconds'] / fast['seconds']:>7.1f}x"
-            f"{fast['extra'] / MiB:>11,.0f}{naive['extra'] / MiB:>11,.0f}"
-            f"{naive['extra'] / max(fast['extra'], 1):>7.1f}x  {same}/{len(fast['picks'])}"
         )
 
 
