@@ -48,15 +48,18 @@ def stopwatch(fn: Callable[[], object], device: torch.device) -> Callable[[], fl
     return run
 
 
-def rounds(sides: Sequence[Callable[[], float]], pairs: int) -> list[list[float]]:
-    """Run ``sides`` in turn (A B C A B C ...), one warm-up round then ``pairs`` measured rounds.
+def rounds(
+    sides: Sequence[Callable[[], float]], pairs: int, warm_up: bool = True
+) -> list[list[float]]:
+    """Run ``sides`` in turn (A B C A B C ...), a warm-up round then ``pairs`` measured rounds.
 
     Each side returns the figure it measured (seconds, bytes, ...); the result holds one list
-    of ``pairs`` figures per side, in the order of ``sides``.
+    of ``pairs`` figures per side, in the order of ``sides``. ``warm_up=False`` is for sides
+    that warm up on their own (a fresh process per run).
     """
     if pairs < 1:
         raise ValueError(f"pairs must be at least 1, got {pairs}")
-    for side in sides:
+    for side in sides if warm_up else ():
         side()
     figures: list[list[float]] = [[] for _ in sides]
     for _ in range(pairs):

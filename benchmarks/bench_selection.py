@@ -1,6 +1,6 @@
 """Time and peak memory of CSET's and BADGE's selection on synthetic embeddings (CPU).
 
-Run ``python benchmarks/bench_selection.py`` (about five minutes on two cores), add
+Run ``python benchmarks/bench_selection.py`` (five to six minutes on two cores), add
 ``--quick`` for a small run and ``--large`` for the 200,000-candidate case (about two minutes
 more). The selection step works on embeddings, so no network is run: the pool is ``N x 512``
 embeddings of 10 clusters (one per class) with logits for 10 classes, a labelled set of 2,000
@@ -10,10 +10,10 @@ budget of 200).
 1. fral's CSET and BADGE at ``N = 20,000`` next to naive versions (written below) that build
    the full distance matrix (CSET: pool x (labelled + pool); BADGE: the ``N x (C d)`` gradient
    matrix and its ``N x N`` distances), as common implementations do. The naive and the fral
-   version take turns (naive, fral, naive, fral, ...; ``--pairs`` pairs after a warm-up pair)
-   and the time and memory ratios naive / fral are the median of the pairs with their
-   [min, max]; also whether both pick the same samples (every run of one version must pick
-   the same, which is asserted).
+   version take turns (naive, fral, naive, fral, ...; ``--pairs`` pairs; each run warms up in
+   its own process before it measures, so there is no warm-up pair) and the time and memory
+   ratios naive / fral are the median of the pairs with their [min, max]; also whether both
+   pick the same samples (every run of one version must pick the same, which is asserted).
 2. With ``--large``, fral's k-center greedy (CSET) and k-means++ on gradient embeddings
    (BADGE) at ``N = 200,000``: time and peak extra memory (goal: at most 2 GiB), one run each
    (an absolute figure against a goal, with nothing to alternate with).
@@ -193,8 +193,9 @@ def compare(method: str, size: int, config: dict, pairs: int) -> str:
 
         return measured
 
-    naive_s, fral_s = rounds([side(name) for name in names], pairs)
-    naive, fast = (results[name][1:] for name in names)  # without the warm-up pair
+    # Every run is a fresh process that warms up before it measures: no warm-up pair.
+    naive_s, fral_s = rounds([side(name) for name in names], pairs, warm_up=False)
+    naive, fast = (results[name] for name in names)
     for name in names:
         picks = [result["picks"] for result in results[name]]
         assert all(p == picks[0] for p in picks), f"{name}: runs picked different samples"
