@@ -49,7 +49,7 @@ from fral.datasets import FairDataset, load_dataset
 from fral.metrics import evaluate
 from fral.models import MLP, MobileNetV2, SmallCNN
 from fral.pool import Pool, initial_split
-from fral.protocol import QueryStrategy, Strategy
+from fral.protocol import QueryStrategy, Strategy, check_int
 from fral.run_folder import (
     CHECKPOINT_VERSION,
     _check_same,
@@ -256,14 +256,6 @@ def _check_fraction(name: str, value: Any, *, upper_closed: bool) -> float:
     return value
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _initialization_settings(
     dataset: FairDataset,
     fingerprint: dict[str, Any],
@@ -302,8 +294,8 @@ def initialize(
     if not isinstance(dataset, FairDataset):
         raise TypeError(f"dataset must be a FairDataset, got {type(dataset).__name__}")
     initial_fraction = _check_fraction("initial_fraction", initial_fraction, upper_closed=False)
-    seed = _check_int("seed", seed, -(2**63))
-    attack_steps = _check_int("attack_steps", attack_steps, 1)
+    seed = check_int(seed, "seed", -(2**63))
+    attack_steps = check_int(attack_steps, "attack_steps", 1)
     model_fn = model_fn or default_model_fn(dataset)
     train = _train_config(dataset, train)
     labeled, _ = initial_split(
@@ -594,10 +586,10 @@ def run_experiment(
         dataset = load_dataset(dataset, seed=seed)
     if not isinstance(dataset, FairDataset):
         raise TypeError(f"dataset must be a FairDataset or a name, got {type(dataset).__name__}")
-    rounds = _check_int("rounds", rounds, 0)
-    seed = _check_int("seed", seed, -(2**63))
-    attack_steps = _check_int("attack_steps", attack_steps, 1)
-    oracle_batch_size = _check_int("oracle_batch_size", oracle_batch_size, 1)
+    rounds = check_int(rounds, "rounds", 0)
+    seed = check_int(seed, "seed", -(2**63))
+    attack_steps = check_int(attack_steps, "attack_steps", 1)
+    oracle_batch_size = check_int(oracle_batch_size, "oracle_batch_size", 1)
     initial_fraction = _check_fraction("initial_fraction", initial_fraction, upper_closed=False)
     budget_fraction = _check_fraction("budget_fraction", budget_fraction, upper_closed=True)
     if standard_mode not in ("finetune", "scratch"):
@@ -631,7 +623,7 @@ def run_experiment(
     finetune = train if finetune is None else _train_config(dataset, finetune)
     if standard_finetune_epochs is None:
         standard_finetune_epochs = max(1, standard.epochs // 4)
-    standard_finetune_epochs = _check_int("standard_finetune_epochs", standard_finetune_epochs, 1)
+    standard_finetune_epochs = check_int(standard_finetune_epochs, "standard_finetune_epochs", 1)
     initial = (
         max(1, round(size * initial_fraction))
         if initialization is None
