@@ -865,12 +865,15 @@ class _Run:
         return record
 
     def labeled_pool(self) -> Pool:
+        """The labelled samples with the oracle's labels (Dataset inputs stay lazy)."""
+        samples = self.dataset.train.pool(labeled=False).subset(self.labeled)
         return Pool(
-            self.dataset.train.x[self.labeled],
-            self.dataset.train.z[self.labeled],
+            samples.inputs,
+            samples.groups,
             labels=self.labels,
             ids=self.labeled,
             num_groups=self.dataset.num_groups,
+            num_workers=samples.num_workers,
         )
 
     def unlabeled_indices(self) -> torch.Tensor:
@@ -892,13 +895,7 @@ class _Run:
             model_s = self.train_standard(number)
             standard_seconds = time.perf_counter() - start
         unlabeled = self.unlabeled_indices()
-        train = self.dataset.train
-        pool = Pool(
-            train.x[unlabeled],
-            train.z[unlabeled],
-            ids=unlabeled,
-            num_groups=self.dataset.num_groups,
-        )
+        pool = self.dataset.train.pool(labeled=False).subset(unlabeled)
         if isinstance(self.strategy, Strategy):
             # fral strategies set last_selection on every call: clear it so a stale one from
             # a strategy that did not report this time cannot be mistaken for this call's.
@@ -917,7 +914,7 @@ class _Run:
         select_seconds = time.perf_counter() - start
         picks = unlabeled[_check_picks(picks, len(pool), self.strategy.budget, self.name)]
         after = getattr(self.strategy, "last_selection", None)
-        groups, source = _groups_used(before, after, picks, train.z)
+        groups, source = _groups_used(before, after, picks, self.dataset.train.z)
         record["budget"] = int(self.strategy.budget)
         record["picked"] = int(picks.numel())
         record["groups"] = groups

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-__all__ = ["Pool", "as_index_tensor", "initial_split"]
+__all__ = ["Pool", "Rows", "as_index_tensor", "initial_split"]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[int]
 
@@ -56,6 +56,59 @@ def _item_input(item: Any) -> torch.Tensor:
     return torch.as_tensor(item)
 
 
+def _stack_inputs(items: Sequence[Any]) -> torch.Tensor:
+    return torch.stack([_item_input(item) for item in items])
+
+
+class Rows(Dataset):
+    """The items of ``dataset`` at ``rows``, in that order: a subset that stays lazy.
+
+    Unlike :class:`torch.utils.data.Subset`, a ``Rows`` of a ``Rows`` (or of a ``Subset``)
+    keeps one index tensor into the innermost dataset, so :meth:`Pool.subset` on a pool of a
+    million samples costs one tensor gather, and a dataset with a ``get_batch(rows)`` method
+    (e.g. :class:`fral.datasets.UInt8Images`) is still read a batch at a time.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        A sized dataset.
+    rows : torch.Tensor
+        int64 indices of shape ``(K,)`` into ``dataset``.
+    """
+
+    def __init__(self, dataset: Dataset, rows: torch.Tensor) -> None:
+        rows = torch.as_tensor(rows, dtype=torch.int64)
+        while isinstance(dataset, (Rows, Subset)):
+            inner = dataset.rows if isinstance(dataset, Rows) else torch.as_tensor(dataset.indices)
+            rows = inner.to(torch.int64)[rows]
+            dataset = dataset.dataset
+        self.dataset = dataset
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return int(self.rows.numel())
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[int(self.rows[index])]
+
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """The inputs at ``indices`` (int64, shape ``(b,)``), stacked: ``(b, ...)``."""
+        return fetch_inputs(self.dataset, self.rows[indices])
+
+
+def fetch_inputs(dataset: Dataset, indices: torch.Tensor) -> torch.Tensor:
+    """The inputs of ``dataset`` at ``indices`` (1-D int64), stacked into one tensor.
+
+    A dataset with a ``get_batch(indices)`` method returns the whole batch at once (the fast
+    path of array-backed data); any other dataset is read item by item (its input is the item
+    itself or the item's first entry).
+    """
+    get_batch = getattr(dataset, "get_batch", None)
+    if callable(get_batch):
+        return get_batch(indices)
+    return _stack_inputs([dataset[int(i)] for i in indices])
+
+
 class Pool:
     """Samples with a sensitive group each; labels optional.
 
@@ -74,6 +127,10 @@ class Pool:
         Defaults to ``0..N-1``.
     num_groups : int, optional
         ``G``, when some groups have no sample here. Defaults to ``max(groups) + 1``.
+    num_workers : int, default 0
+        For Dataset inputs without ``get_batch``: :meth:`batches` reads the items in this many
+        DataLoader worker processes (worth it when reading an item is slow, e.g. decoding an
+        image file). Order and values are the same for any count.
 
     Examples
     --------
@@ -92,6 +149,7 @@ class Pool:
         labels: ArrayLike | None = None,
         ids: ArrayLike | None = None,
         num_groups: int | None = None,
+        num_workers: int = 0,
     ) -> None:
         if isinstance(inputs, torch.Tensor):
             if inputs.dim() < 1:
@@ -106,6 +164,13 @@ class Pool:
                 "inputs must be a torch.Tensor of shape (N, ...) or a sized "
                 f"torch.utils.data.Dataset, got {type(inputs).__name__}"
             )
+        if isinstance(inputs, Subset):
+            inputs = Rows(inputs, torch.arange(length))
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)):
+            raise TypeError(f"num_workers must be an int, got {type(num_workers).__name__}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.num_workers = int(num_workers)
         self.inputs = inputs
         self.groups = _as_int64(groups, "groups", length)
         if length and int(self.groups.min()) < 0:
@@ -155,20 +220,21 @@ class Pool:
         if isinstance(self.inputs, torch.Tensor):
             inputs: torch.Tensor | Dataset = self.inputs[idx.to(self.inputs.device)]
         else:
-            inputs = torch.utils.data.Subset(self.inputs, idx.tolist())
+            inputs = Rows(self.inputs, idx)
         return Pool(
             inputs,
             self.groups[idx],
             labels=None if self.labels is None else self.labels[idx],
             ids=self.ids[idx],
             num_groups=self.num_groups,
+            num_workers=self.num_workers,
         )
 
     def get_inputs(self, indices: torch.Tensor) -> torch.Tensor:
         """Stack the inputs at ``indices`` (a 1-D int64 tensor) into one tensor."""
         if isinstance(self.inputs, torch.Tensor):
             return self.inputs[indices.to(self.inputs.device)]
-        return torch.stack([_item_input(self.inputs[int(i)]) for i in indices])
+        return fetch_inputs(self.inputs, indices)
 
     def require_labels(self, name: str = "pool") -> torch.Tensor:
         """The labels, or a ``ValueError`` saying that ``name`` needs them."""
@@ -199,8 +265,8 @@ class Pool:
         torch.Tensor
             Input batches of shape ``(b, ...)``.
         """
-        for idx in self._index_batches(batch_size, indices):
-            yield _to_device(self.get_inputs(idx), device)
+        for batch in self._input_batches(batch_size, indices):
+            yield _to_device(batch, device)
 
     def labeled_batches(
         self,
@@ -211,12 +277,34 @@ class Pool:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Like :meth:`batches`, yielding ``(inputs, labels, groups)`` on ``device``."""
         labels = self.require_labels()
-        for idx in self._index_batches(batch_size, indices):
+        index_batches = list(self._index_batches(batch_size, indices))
+        for idx, batch in zip(index_batches, self._read(index_batches), strict=True):
             yield (
-                _to_device(self.get_inputs(idx), device),
+                _to_device(batch, device),
                 _to_device(labels[idx], device),
                 _to_device(self.groups[idx], device),
             )
+
+    def _input_batches(self, batch_size: int, indices: ArrayLike | None) -> Iterator[torch.Tensor]:
+        return self._read(list(self._index_batches(batch_size, indices)))
+
+    def _read(self, index_batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The inputs of each index batch, in order; through DataLoader workers where set."""
+        uses_workers = (
+            self.num_workers > 0
+            and not isinstance(self.inputs, torch.Tensor)
+            and not callable(getattr(self.inputs, "get_batch", None))
+            and len(index_batches) > 1
+        )
+        if not uses_workers:
+            return (self.get_inputs(idx) for idx in index_batches)
+        loader = DataLoader(
+            self.inputs,
+            batch_sampler=[idx.tolist() for idx in index_batches],
+            num_workers=self.num_workers,
+            collate_fn=_stack_inputs,
+        )
+        return iter(loader)
 
     def _index_batches(self, batch_size: int, indices: ArrayLike | None) -> Iterator[torch.Tensor]:
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from fral._io import (
     CheckpointError,
@@ -31,6 +32,7 @@ from fral._io import (
     write_torch,
 )
 from fral.datasets import FairDataset
+from fral.pool import Pool, Rows
 
 __all__ = ["CHECKPOINT_VERSION", "data_fingerprint", "model_signature"]
 
@@ -58,9 +60,32 @@ def data_fingerprint(dataset: FairDataset) -> dict[str, Any]:
         "num_groups": dataset.num_groups,
     }
     for name, split in dataset.splits().items():
-        parts = (tensor_digest(split.x), tensor_digest(split.y), tensor_digest(split.z))
+        parts = (inputs_digest(split.x), tensor_digest(split.y), tensor_digest(split.z))
         fingerprint[name] = hashlib.sha256(" ".join(parts).encode()).hexdigest()
     return fingerprint
+
+
+def inputs_digest(inputs: torch.Tensor | Dataset, *, batch_size: int = 1024) -> str:
+    """SHA-256 of a split's inputs, tensor or Dataset.
+
+    A tensor is hashed directly; a Dataset with a ``fingerprint()`` method (e.g.
+    :class:`fral.datasets.UInt8Images`) gives its own, combined with the rows of a
+    :class:`~fral.pool.Rows` view; any other Dataset is read once, batch by batch, and its
+    inputs hashed. Give a dataset whose items are random (augmentation) a ``fingerprint()``:
+    otherwise each read differs and a resume is refused as other data.
+    """
+    if isinstance(inputs, torch.Tensor):
+        return tensor_digest(inputs)
+    base, rows = (inputs.dataset, inputs.rows) if isinstance(inputs, Rows) else (inputs, None)
+    fingerprint = getattr(base, "fingerprint", None)
+    if callable(fingerprint):
+        parts = [str(fingerprint())] + ([] if rows is None else [tensor_digest(rows)])
+        return hashlib.sha256(" ".join(parts).encode()).hexdigest()
+    digest = hashlib.sha256()
+    empty_groups = torch.zeros(len(inputs), dtype=torch.int64)
+    for batch in Pool(inputs, empty_groups).batches(batch_size):
+        digest.update(tensor_digest(batch).encode())
+    return digest.hexdigest()
 
 
 def model_signature(model: nn.Module) -> str:

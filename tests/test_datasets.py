@@ -15,7 +15,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-import fral.datasets as datasets
+import fral.datasets._adult as adult_module
+import fral.datasets._digits as digits_module
+import fral.datasets._embedded as embedded
 from fral.datasets import (
     DATASETS,
     FairDataset,
@@ -86,7 +88,7 @@ def warm_cache(digits_cache: Path, tmp_path: Path) -> Path:
 
 
 def _embedded_arrays(name: str) -> dict[str, np.ndarray]:
-    with np.load(datasets.DATA_DIR / name, allow_pickle=False) as archive:
+    with np.load(embedded.DATA_DIR / name, allow_pickle=False) as archive:
         return {member: archive[member] for member in archive.files}
 
 
@@ -98,7 +100,7 @@ def _adult_file_rows() -> tuple[list[list[str]], int]:
     """
     arrays = _embedded_arrays("adult.npz")
     columns = []
-    for name in datasets.ADULT_COLUMNS:
+    for name in adult_module.ADULT_COLUMNS:
         if f"{name}.codes" in arrays:
             columns.append(
                 [str(arrays[f"{name}.values"][code]) for code in arrays[f"{name}.codes"]]
@@ -302,8 +304,8 @@ def test_cache_round_trip_reads_the_npz(tmp_path, monkeypatch):
     def broken():
         raise AssertionError("raw files read although the cache holds the data")
 
-    monkeypatch.setattr(datasets, "_raw_digits", broken)
-    monkeypatch.setattr(datasets, "_raw_adult", broken)
+    monkeypatch.setattr(digits_module, "_raw_digits", broken)
+    monkeypatch.setattr(adult_module, "_raw_adult", broken)
     _assert_same(first_digits, digits_domains(cache_dir=tmp_path))
     cached_adult = adult(cache_dir=tmp_path)
     _assert_same(first_adult, cached_adult)
@@ -340,7 +342,7 @@ def test_corrupt_cache_is_rebuilt(digits, warm_cache, damage, monkeypatch):
     def broken():
         raise AssertionError("raw files read although the cache was rebuilt")
 
-    monkeypatch.setattr(datasets, "_raw_digits", broken)
+    monkeypatch.setattr(digits_module, "_raw_digits", broken)
     _assert_same(digits, digits_domains(cache_dir=warm_cache))
 
 
