@@ -23,7 +23,7 @@ from torch import nn
 
 from fral.protocol import check_int, check_real
 
-__all__ = ["MLP", "MODELS", "MobileNetV2", "ResNet18", "SmallCNN", "build_model"]
+__all__ = ["MLP", "MODELS", "MobileNetV2", "ResNet18", "SmallCNN", "build_model", "resolve_stem"]
 
 
 def _divisible(value: float, divisor: int = 8) -> int:
