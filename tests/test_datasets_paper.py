@@ -93,6 +93,10 @@ def _write_utkface(folder: Path, layout: str = "flat") -> None:
     _save(folder / "39_1_20170116174525125.jpg.chip.jpg", (250, 250, 250))
     _save(folder / "nonsense.jpg", (250, 250, 250))
     (folder / "README.txt").write_text("not an image")
+    # macOS archive debris, not images: ignored (they would be corrupt images otherwise)
+    (folder / "__MACOSX").mkdir()
+    (folder / "__MACOSX" / "25_0_0_20170116174525125.jpg.chip.jpg").write_bytes(b"\0\5\22")
+    (folder / "._25_0_0_20170116174525126.jpg.chip.jpg").write_bytes(b"\0\5\22")
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +116,8 @@ def _utk_kept_names(folder: Path) -> list[str]:
     """The kept faces' file names in the loader's row order (sorted relative paths)."""
     kept = []
     for path in folder.rglob("*.jpg"):
+        if path.name.startswith(".") or "__MACOSX" in path.parts:
+            continue
         fields = path.name.split("_")
         if len(fields) >= 4 and fields[2] in "0123":
             kept.append(path.relative_to(folder).as_posix())
@@ -182,7 +188,12 @@ def test_utkface_malformed_names_are_skipped_with_a_warning_naming_them(utk_dir,
 def test_utkface_in_the_wild_layout(tmp_path):
     folder = tmp_path / "wild"
     _write_utkface(folder, layout="parts")
-    assert {path.name for path in folder.iterdir() if path.is_dir()} == {"part1", "part2", "part3"}
+    assert {p.name for p in folder.iterdir() if p.is_dir()} == {
+        "part1",
+        "part2",
+        "part3",
+        "__MACOSX",
+    }
     data = _utk(folder, tmp_path / "cache")
     assert sum(len(split) for split in data.splits().values()) == 80
     _check_utk_samples(data, folder)
@@ -287,8 +298,8 @@ def test_damaged_cache_is_rebuilt(utk_dir, tmp_path, damage):
             data_dir=utk_dir, cache_dir=tmp_path, image_size=SIZE, validation_fraction=0.2
         )
     messages = " | ".join(str(w.message) for w in record)
-    if damage != "manifest":
-        assert "rebuilding" in messages and npy.name in messages
+    assert "rebuilding" in messages
+    assert (manifest if damage == "manifest" else npy).name in messages
     assert torch.equal(expected, _pixels(rebuilt.test))
 
 
@@ -324,6 +335,16 @@ def test_pixel_values_round_trip_exactly_from_png(tmp_path):
     grey = tmp_path / "grey.png"
     _save(grey, 77, size=(SIZE, SIZE), mode="L")
     assert (images_module.decode_image(grey, SIZE) == 77).all()
+
+
+def test_decoding_refuses_to_pad_truncated_images(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    path = tmp_path / "solid.png"
+    _save(path, (1, 2, 3))
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(RuntimeError, match="LOAD_TRUNCATED_IMAGES"):
+        images_module.decode_image(path, SIZE)
 
 
 # --- errors shared by the loaders ----------------------------------------------------------

@@ -26,8 +26,10 @@ Decoded cache
     complete ``.npy``). A later load lists the folder again (no image is opened) and, when
     the key matches, maps the ``.npy`` read-only: nothing is decoded and nothing big is held
     in memory. When a file was added, removed, replaced or touched, the cache is stale and is
-    rebuilt (the old ``.npy`` is then removed). The decoded images do not depend on the seed
-    or on the split options, so all seeds share one ``.npy``.
+    rebuilt (the old ``.npy`` is then removed; a process that has it mapped keeps reading it,
+    as files are replaced, never rewritten in place). The decoded images do not depend on
+    the seed or on the split options, so all seeds share one ``.npy``. A cache folder that
+    cannot be written costs a warning, and the images are decoded into memory instead.
 
 Files
     Folders are searched recursively; hidden files and folders (name starting with ``.``,
@@ -275,9 +277,9 @@ def decoded_images(
         _write_atomically(manifest_path, json.dumps(new_manifest).encode())
     except OSError as error:
         warnings.warn(f"could not write the cache file {manifest_path}: {error}", stacklevel=3)
-    old_npy = None if manifest is None else manifest.get("npy")
-    if isinstance(old_npy, str) and old_npy != npy_name and Path(old_npy).name == old_npy:
-        (folder / old_npy).unlink(missing_ok=True)
+    for old in folder.glob(f"{stem.name}-*.npy"):  # earlier builds of this data set's cache
+        if old.name != npy_name:
+            old.unlink(missing_ok=True)
     array = _open_images(folder / npy_name, shape)
     if array is None:
         raise CorruptDataFileError(f"the decoded cache {folder / npy_name} cannot be read back")
