@@ -669,3 +669,30 @@ def test_ham10000_keeps_the_smallest_image_id_of_a_lesion(tmp_path):
         for split in data.splits().values()
     ]
     assert sum(whites) == 1
+
+
+# --- through the loop ----------------------------------------------------------------------
+
+
+def test_ham10000_runs_through_the_loop_lazily(ham_dir, tmp_path, one_torch_thread):
+    """The lazy memory-mapped splits, macro-F1 and oversampling in one short FRAL run."""
+    from fral.loop import run_experiment
+    from fral.models import SmallCNN
+    from fral.training import TrainConfig
+
+    data = _ham(ham_dir, tmp_path)
+    torch.manual_seed(0)
+    result = run_experiment(
+        "JIN",
+        data,
+        model_fn=lambda: SmallCNN(7, 3, channels=(4, 8)),
+        rounds=1,
+        budget_fraction=0.1,
+        train=TrainConfig(epochs=1, batch_size=16, lr=0.05, warmup_epochs=0, steps=1),
+        standard=TrainConfig(epochs=1, batch_size=16, adversarial=False, warmup_epochs=0),
+    )
+    assert len(result.history) == 2
+    assert "clean_f1_worst" in result.history[-1]["test"]["summary"]
+    assert result.labeled.numel() == round(0.2 * len(data.train)) + round(0.1 * len(data.train))
+    assert set(result.labeled.tolist()) <= set(range(len(data.train)))
+    assert data.train.x.dataset.array.flags.writeable is False  # still the read-only map
