@@ -119,7 +119,7 @@ def cinic10(
             f"test_fraction does not apply to cinic10 (got {test_fraction!r}): CINIC-10 has "
             "its official test split (test/); leave test_fraction out"
         )
-    check_split_options(seed, 0.0, 0.5)
+    check_split_options(seed, 0.0, 0.5)  # the seed only: the fractions are checked below
     if isinstance(validation_fraction, bool) or not isinstance(
         validation_fraction, (int, float, np.number)
     ):
