@@ -529,7 +529,9 @@ class ActiveSet:
         Returns
         -------
         dict
-            JSON-ready: ``form``, ``size``, ``num_classes``, ``num_groups`` and digests.
+            JSON-ready: ``form``, ``size``, ``num_classes``, ``num_groups``; then a FairDataset's
+            ``name`` and one digest per split (``train``, ``validation``, ``test``), or the
+            ``content`` digest of a Split or Pool.
         """
         if self._fingerprint is None:
             self._fingerprint = _json_ready(
@@ -538,7 +540,7 @@ class ActiveSet:
                     "size": len(self),
                     "num_classes": self.num_classes,
                     "num_groups": self.num_groups,
-                    "content": _content_digest(self._data),
+                    **_content_digest(self._data),
                 }
             )
         return self._fingerprint
@@ -593,7 +595,12 @@ class ActiveSet:
             raise ValueError(
                 f"{what} has version {state['version']!r}; this fral reads version {_VERSION}"
             )
-        differences = _differences(_json_ready(state["data"]), self.fingerprint())
+        stored = state["data"]
+        if not isinstance(stored, dict):
+            raise ValueError(
+                f"{what} is not an ActiveSet state (its data fingerprint is {stored!r:.60})"
+            )
+        differences = _differences(_json_ready(stored), self.fingerprint(), "data.")
         if differences:
             raise ValueError(
                 f"{what} was saved on other data ({'; '.join(differences)}); load it with the "
@@ -694,6 +701,8 @@ def _resolve_data(
         pool = data.train.pool(labeled=False)
         own = data.validation.pool() if len(data.validation) else None
         return pool, data.train.y, own, data.num_classes
+    if isinstance(data, (Split, Pool)) and len(data) == 0:
+        raise ValueError("data is empty: an ActiveSet needs samples")
     if isinstance(data, Split):
         pool, truth = data.pool(labeled=False), data.y
     elif isinstance(data, Pool):
@@ -711,8 +720,6 @@ def _resolve_data(
             f"{type(data).__name__}; for a torch Dataset use FairDataset.from_dataset(...) or "
             "Pool(dataset, groups)"
         )
-    if len(pool) == 0:
-        raise ValueError("data is empty: an ActiveSet needs samples")
     if num_classes is None:
         raise ValueError(
             f"num_classes is required for a {type(data).__name__} (labels are checked against "
@@ -745,7 +752,9 @@ def _validation_pool(value: Any, num_groups: int, name: str = "validation") -> P
     return value
 
 
-def _content_digest(data: FairDataset | Split | Pool) -> Any:
+def _content_digest(data: FairDataset | Split | Pool) -> dict[str, Any]:
+    """:func:`data_fingerprint` of a FairDataset (name and a digest per split), else one
+    digest of the inputs, groups and labels."""
     if isinstance(data, FairDataset):
         return data_fingerprint(data)
     if isinstance(data, Split):
@@ -754,4 +763,4 @@ def _content_digest(data: FairDataset | Split | Pool) -> Any:
         inputs, groups, labels = data.inputs, data.groups, data.labels
     parts = [inputs_digest(inputs), tensor_digest(groups)]
     parts.append("no labels" if labels is None else tensor_digest(labels))
-    return hashlib.sha256(" ".join(parts).encode()).hexdigest()
+    return {"content": hashlib.sha256(" ".join(parts).encode()).hexdigest()}
