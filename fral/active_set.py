@@ -23,6 +23,7 @@ sample in every round; :meth:`ActiveSet.select` only proposes (the labels come f
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ from torch.utils.data import Dataset
 
 from fral._io import CheckpointError, read_torch, tensor_digest, write_torch
 from fral._modules import warn_user
+from fral.attacks import PGD
 from fral.datasets import FairDataset, Split
-from fral.loop import _check_picks
+from fral.loop import _check_picks, strategy_for
 from fral.pool import ArrayLike, Pool, _item_input, initial_split
 from fral.protocol import QueryStrategy, Strategy, check_int, check_real
 from fral.run_folder import _differences, _json_ready, data_fingerprint, inputs_digest
@@ -181,6 +183,10 @@ class ActiveSet:
       strategy's own seed (``random_state``). To resume a run exactly after a restart, save
       the strategy's ``state_dict()`` (its random stream) and your models beside
       :meth:`save`'s file.
+    - Build a strategy with :meth:`strategy` (``active.strategy("JIN", budget)``) to attack
+      under the data set's own threat model (``eps``, ``alpha``, ``bounds``), as
+      :func:`fral.run_experiment` does; :meth:`select` warns when a fral strategy's PGD
+      differs from it.
     - fral's strategies never change the models they are given (train/eval flags,
       BatchNorm buffers, ``requires_grad``, ``.grad``); neither does :meth:`select`.
 
@@ -386,6 +392,35 @@ class ActiveSet:
         return self._validation
 
     # -- a round -----------------------------------------------------------------------------
+    def strategy(self, name: str, budget: int, *, attack_steps: int = 5) -> Strategy:
+        """A strategy by paper name (``"JIN"``, ``"G-ENT"``, ``"RAND"``...) under the data
+        set's own threat model, seeded with :attr:`seed`, as :func:`fral.run_experiment`
+        builds it (:func:`fral.loop.strategy_for`).
+
+        Parameters
+        ----------
+        name : str
+            A name of :data:`fral.STRATEGIES`.
+        budget : int
+            Samples per :meth:`select` call.
+        attack_steps : int, default 5
+            PGD steps of the strategies that attack (JIN, G-RAND, G-ENT, MinMax, OPT, FairAL),
+            with the data set's ``eps``, ``alpha`` and ``bounds``.
+
+        Raises
+        ------
+        TypeError
+            For Split or Pool data, which declare no threat model: build the strategy with
+            ``attack=fral.PGD(eps=..., alpha=..., bounds=...)``.
+        """
+        if not isinstance(self._data, FairDataset):
+            raise TypeError(
+                f"ActiveSet.strategy needs a FairDataset (it declares the threat model); for a "
+                f"{type(self._data).__name__}, build the strategy yourself with "
+                "attack=fral.PGD(eps=..., alpha=..., bounds=...)"
+            )
+        return strategy_for(name, budget, self._data, seed=self.seed, attack_steps=attack_steps)
+
     def select(
         self,
         strategy: QueryStrategy,
@@ -429,6 +464,14 @@ class ActiveSet:
             A strategy of the wrong kind or one that returns malformed picks, no unlabelled
             sample left, a validation set with other groups; and whatever the strategy
             raises for its own inputs (a missing ``model_s``, ...).
+
+        Warns
+        -----
+        UserWarning
+            When the strategy's PGD (``eps``, ``alpha``, ``bounds``) is not the threat model
+            the FairDataset declares (e.g. ``JIN(budget)``'s image default on tabular data):
+            build it with :meth:`strategy`, or give it the attack you mean. Also when the
+            previous picks were not all labelled (they leave :attr:`pending`).
         """
         if not isinstance(strategy, QueryStrategy):
             raise TypeError(
@@ -444,6 +487,7 @@ class ActiveSet:
             validation = self._validation
         else:
             validation = _validation_pool(validation, self.num_groups, "validation")
+        self._check_threat_model(strategy, name)
         if self._pending.numel():
             warn_user(
                 f"{self._pending.numel()} picks of the previous selection were not labelled; "
@@ -462,6 +506,32 @@ class ActiveSet:
         chosen = unlabeled[_check_picks(picks, unlabeled.numel(), budget, name)]
         self._pending = chosen
         return chosen.clone()
+
+    def _check_threat_model(self, strategy: Any, name: str) -> None:
+        """Warn when a strategy's PGD differs from the FairDataset's declared threat model."""
+        if not isinstance(self._data, FairDataset):
+            return
+        data = self._data
+        declared = (data.eps, data.alpha, None if data.bounds is None else tuple(data.bounds))
+        attacks = [getattr(strategy, "attack", None)]
+        attacks.append(getattr(getattr(strategy, "worst_group", None), "attack", None))
+        for attack in attacks:
+            if not isinstance(attack, PGD):
+                continue
+            used = (
+                attack.eps,
+                attack.alpha,
+                None if attack.bounds is None else tuple(attack.bounds),
+            )
+            if not _same_threat_model(used, declared):
+                warn_user(
+                    f"strategy {name} attacks with eps={used[0]:.4g}, alpha={used[1]:.4g}, "
+                    f"bounds={used[2]} but {data.name} declares eps={declared[0]:.4g}, "
+                    f"alpha={declared[1]:.4g}, bounds={declared[2]}: its picks follow another "
+                    f"threat model. Build it with ActiveSet.strategy({name!r}, budget), or "
+                    "pass attack=fral.PGD(eps=..., alpha=..., bounds=...) of your choice"
+                )
+                return
 
     def label(self, indices: ArrayLike, labels: ArrayLike) -> None:
         """Record ``labels`` for the dataset indices ``indices``: all of them, or none.
@@ -730,6 +800,15 @@ def _resolve_data(
         raise ValueError(f"the data's labels reach {int(truth.max())} but num_classes={classes}")
     own = None if validation is None else _validation_pool(validation, pool.num_groups)
     return pool, truth, own, classes
+
+
+def _same_threat_model(used: tuple, declared: tuple) -> bool:
+    """Whether two ``(eps, alpha, bounds)`` agree (numbers to a relative 1e-9)."""
+    if (used[2] is None) != (declared[2] is None):
+        return False
+    numbers = list(used[:2]) + list(used[2] or ())
+    expected = list(declared[:2]) + list(declared[2] or ())
+    return all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(numbers, expected, strict=True))
 
 
 def _validation_pool(value: Any, num_groups: int, name: str = "validation") -> Pool | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import fral._io
-from fral import JIN, RAND, ActiveSet, FairDataset, Pool
+from fral import GENT, JIN, PGD, RAND, ActiveSet, FairDataset, Pool
 from fral._io import CheckpointError, write_torch
 from fral.datasets import UInt8Images
+from fral.models import MLP
 from fral.pool import initial_split
 from tests.utils import assert_unchanged, make_net, snapshot
 
@@ -355,6 +357,35 @@ def test_select_with_jin_is_deterministic_and_leaves_the_models_alone(data, mode
     # JIN draws from the worst group on the validation set, then tops up from the other.
     groups = data.train.z[picks].tolist()
     assert groups == sorted(groups, key=lambda group: group != groups[0])
+
+
+def test_strategies_follow_the_data_set_s_own_threat_model() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5))
+    y, g = rng.integers(0, 2, 120), rng.integers(0, 2, 120)
+    tabular = FairDataset.from_arrays(x, y, g, bounds=None, eps=0.1)
+    active = ActiveSet(tabular, initial_fraction=0.3, labels="from_data")
+    jin = active.strategy("JIN", 5)
+    assert (jin.attack.eps, jin.attack.alpha, jin.attack.bounds) == (0.1, 0.05, None)
+    torch.manual_seed(0)
+    model_r, model_s = MLP(5, 2), MLP(5, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picks = active.select(jin, model_r, model_s)
+    active.label(picks, tabular.train.y[picks])
+    # The image default clamps to [0, 1]: the warning names the fix before the attack fails.
+    with (
+        pytest.warns(UserWarning, match=r"JIN attacks with eps=0.01569.*declares eps=0.1"),
+        pytest.raises(ValueError, match="outside bounds"),
+    ):
+        active.select(JIN(5, random_state=0), model_r, model_s)
+    unbounded = PGD(eps=0.2, alpha=0.05, bounds=None)
+    with pytest.warns(UserWarning, match=r"G-ENT attacks with eps=0.2, .*declares eps=0.1"):
+        active.select(GENT(5, attack=unbounded, random_state=0), model_r)
+    assert active.pending.numel() == 5
+    split = ActiveSet(tabular.train, num_classes=2)
+    with pytest.raises(TypeError, match="ActiveSet.strategy needs a FairDataset"):
+        split.strategy("JIN", 5)
 
 
 # -- state ---------------------------------------------------------------------------------------
