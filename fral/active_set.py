@@ -223,7 +223,8 @@ class ActiveSet:
         self._position = torch.full((size,), -1, dtype=torch.int64)
         self._pending = torch.empty(0, dtype=torch.int64)
 
-        if isinstance(labels, str) and labels != FROM_DATA:
+        from_data = isinstance(labels, str)
+        if from_data and labels != FROM_DATA:
             raise ValueError(f'labels must be label ids or "{FROM_DATA}", got {labels!r}')
         if initial_fraction is not None:
             if labeled is not None:
@@ -231,7 +232,7 @@ class ActiveSet:
                     "give labeled= (the indices already labelled) or initial_fraction= (a "
                     "random draw), not both"
                 )
-            if labels is not None and labels != FROM_DATA:
+            if labels is not None and not from_data:
                 raise ValueError(
                     "with initial_fraction=, labels= must be None (the draw is left in "
                     f'`pending` for your oracle) or "{FROM_DATA}"; to give your own labels, '
@@ -243,7 +244,7 @@ class ActiveSet:
             drawn, _ = initial_split(
                 size, self.initial_fraction, generator=torch.Generator().manual_seed(self.seed)
             )
-            if labels == FROM_DATA:
+            if from_data:
                 self.label(drawn, self._data_labels(drawn))
             else:
                 self._pending = drawn
@@ -254,7 +255,7 @@ class ActiveSet:
                     f'labels="{FROM_DATA}" to take them from the data\'s y'
                 )
             indices = _int_vector(labeled, "labeled")
-            given = self._data_labels(indices) if labels == FROM_DATA else labels
+            given = self._data_labels(indices) if from_data else labels
             self._record(indices, given, "labeled")
         elif labels is not None:
             raise ValueError(

@@ -116,6 +116,8 @@ def test_given_labels_keep_their_order_and_never_come_from_the_data(data) -> Non
     assert 2 not in active.unlabeled_indices.tolist()
     truth = ActiveSet(data, labeled=np.array([7, 2, 9]), labels="from_data")
     assert torch.equal(truth.labeled_labels, data.train.y[[7, 2, 9]])
+    as_numpy = ActiveSet(data, labeled=np.array([7, 2, 9]), labels=labels.numpy())
+    assert torch.equal(as_numpy.labeled_labels, labels)
 
 
 def test_nothing_labelled_by_default(data) -> None:
@@ -136,6 +138,12 @@ def bad_constructor_calls(data: FairDataset, arrays) -> list[tuple[Any, dict, ty
         (data, {"labels": "from_data"}, ValueError, "labels= needs labeled="),
         (data, {"labeled": [1], "labels": [1], "initial_fraction": 0.2}, ValueError, "not both"),
         (data, {"initial_fraction": 0.2, "labels": [1]}, ValueError, "labels= must be None"),
+        (
+            data,
+            {"initial_fraction": 0.2, "labels": np.array([1, 2])},
+            ValueError,
+            "labels= must be None",
+        ),
         (data, {"initial_fraction": 0.0}, ValueError, "initial_fraction"),
         (data, {"initial_fraction": 1.0}, ValueError, "initial_fraction"),
         (data, {"initial_fraction": float("nan")}, ValueError, "initial_fraction"),
