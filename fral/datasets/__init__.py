@@ -57,6 +57,7 @@ from fral.datasets._base import (
 from fral.datasets._cache import FORMAT_VERSION, default_cache_dir
 from fral.datasets._digits import DIGITS_CLASS_NAMES, DIGITS_GROUP_NAMES, digits_domains
 from fral.datasets._embedded import DATA_DIR, EMBEDDED_SHA256
+from fral.datasets._npz import load_npz
 
 __all__ = [
     "ADULT_CLASS_NAMES",
@@ -77,6 +78,7 @@ __all__ = [
     "default_cache_dir",
     "digits_domains",
     "load_dataset",
+    "load_npz",
 ]
 
 DATASETS: dict[str, Callable[..., FairDataset]] = {
