@@ -563,7 +563,7 @@ def _record_settings(
     if args.oversample is None:
         sources["oversample"] = "data set"
     if values["model"] is None:
-        values["model"] = "mlp" if len(dataset.input_shape) == 1 else "smallcnn"
+        values["model"] = "smallcnn" if len(dataset.input_shape) == 3 else "mlp"
     options = {
         name: {"value": list(value) if isinstance(value, tuple) else value, "from": sources[name]}
         for name, value in values.items()
