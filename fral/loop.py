@@ -236,10 +236,12 @@ def strategy_for(
 
 
 def _train_config(dataset: FairDataset, config: TrainConfig | None) -> TrainConfig:
-    """The given options (or the loop's defaults), with the data set's threat model wherever
-    they leave ``eps``, ``alpha`` or ``bounds`` unset."""
+    """The given options (or the loop's defaults, with the data set's ``oversample``), with the
+    data set's threat model wherever they leave ``eps``, ``alpha`` or ``bounds`` unset."""
     if config is None:
-        config = TrainConfig(epochs=10, batch_size=64, lr=0.1, warmup_epochs=1)
+        config = TrainConfig(
+            epochs=10, batch_size=64, lr=0.1, warmup_epochs=1, oversample=dataset.oversample
+        )
     if not isinstance(config, TrainConfig):
         raise TypeError(f"training options must be a fral.TrainConfig, got {type(config).__name__}")
     return config.inherit(dataset.eps, dataset.alpha, dataset.bounds)

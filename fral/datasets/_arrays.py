@@ -89,6 +89,8 @@ def as_int_vector(values: Any, name: str, length: int | None = None) -> torch.Te
         array = np.asarray(values)
         if array.dtype == object:
             raise TypeError(f"{name} must hold integers, got Python objects")
+        if array.size == 0:
+            array = array.astype(np.int64)
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
         if tensor.is_floating_point() and bool((tensor == tensor.round()).all()):

@@ -336,6 +336,7 @@ class FairDataset:
         >>> len(data.train), len(data.validation), len(data.test), data.alpha
         (126, 14, 60, 0.05)
         """
+        _check_declared(eps, alpha, bounds, metric)
         inputs = _array_inputs(x)
         length = len(inputs)
         labels = as_int_vector(y, "y", length)
@@ -440,6 +441,7 @@ class FairDataset:
             raise TypeError(
                 f"dataset must be a sized torch.utils.data.Dataset, got {type(dataset).__name__}"
             )
+        _check_declared(eps, alpha, bounds, metric)
         length = len(dataset)
         if length == 0:
             raise ValueError("dataset is empty: a data set needs samples")
@@ -496,6 +498,13 @@ class FairDataset:
             metric=metric,
             oversample=oversample,
         )
+
+
+def _check_declared(eps: Any, alpha: Any, bounds: Any, metric: Any) -> None:
+    """The threat model and metric a user declares, checked before any work."""
+    _check_threat_model(eps, alpha, bounds)
+    if metric not in ("accuracy", "f1"):
+        raise ValueError(f'metric must be "accuracy" or "f1", got {metric!r}')
 
 
 def _check_threat_model(eps: Any, alpha: Any, bounds: tuple[float, float] | None) -> None:
