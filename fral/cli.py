@@ -578,8 +578,10 @@ def _record_settings(
             value = entry["value"]
             text = f"{value:.6g}" if isinstance(value, float) else str(value)
             by_source.setdefault(entry["from"], []).append(f"{name} {text}")
+    if by_source:
+        print("settings that are not the generic defaults, by source:")
     for source, items in sorted(by_source.items()):
-        print(f"settings from the {source}: {', '.join(items)}", flush=True)
+        print(f"  {source}: {', '.join(items)}", flush=True)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -673,7 +675,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     threat = run.add_argument_group("threat model (default: the preset's, else the data set's)")
     threat.add_argument("--eps", type=_non_negative, help="L-inf attack radius, in input units")
-    threat.add_argument("--alpha", type=_positive, help="PGD step (default eps / 2)")
+    threat.add_argument(
+        "--alpha", type=_positive, help="PGD step (default: the data set's, or eps / 2 with --eps)"
+    )
     threat.add_argument(
         "--bounds",
         type=_bounds_argument,

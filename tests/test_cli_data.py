@@ -77,20 +77,40 @@ def test_a_tabular_file_runs_end_to_end_with_its_own_threat_model(tmp_path, caps
     assert json.loads((out / "results.json").read_text())[0]["strategy"] == "RAND"
 
 
-def test_an_image_file_runs_lazily_and_a_command_line_threat_model_wins(tmp_path, capsys):
+def test_an_image_file_runs_end_to_end_with_its_own_threat_model(tmp_path, capsys) -> None:
     data = tmp_path / "faces.npz"
     write_images(data, eps=8 / 255, class_names=np.array(["cat", "dog"]))
     out = tmp_path / "out"
-    argv = ["run", "--dataset", str(data), *TINY, "--eps", "0.02", "--out", str(out)]
-    assert main(argv) == 0
+    assert main(["run", "--dataset", str(data), *TINY, "--out", str(out)]) == 0
     settings = run_settings(out)
-    assert settings["train"]["eps"] == 0.02 and settings["train"]["alpha"] == 0.01
-    assert settings["train"]["bounds"] == [0.0, 1.0]
-    assert settings["model"] == "SmallCNN"
+    assert settings["dataset"] == "faces" and settings["model"] == "SmallCNN"
+    for phase in ("train", "finetune", "standard"):
+        assert settings[phase]["eps"] == pytest.approx(8 / 255)
+        assert settings[phase]["alpha"] == pytest.approx(4 / 255)
+        assert settings[phase]["bounds"] == [0.0, 1.0]
+    assert sources(out)["eps"] == {"value": pytest.approx(8 / 255), "from": "data set"}
+
+
+def test_a_threat_model_on_the_command_line_wins_and_is_recorded(captured, tmp_path, capsys):
+    data = tmp_path / "faces.npz"
+    write_images(data, eps=8 / 255, alpha=0.003)
+    out = tmp_path / "out"
+    argv = ["run", "--dataset", str(data), "--out", str(out), "--eps", "0.02"]
+    assert main([*argv, "--bounds", "none"]) == 0
+    dataset, configs = captured["dataset"], captured["configs"]
+    assert (dataset.eps, dataset.alpha, dataset.bounds) == (0.02, 0.01, None)
+    assert (configs["train"].eps, configs["train"].alpha, configs["train"].bounds) == (
+        0.02,
+        0.01,
+        None,
+    )
     recorded = sources(out)
     assert recorded["eps"] == {"value": 0.02, "from": "command line"}
     assert recorded["alpha"] == {"value": 0.01, "from": "eps / 2"}
-    assert "settings from the command line: " in capsys.readouterr().out
+    assert recorded["bounds"] == {"value": None, "from": "command line"}
+    printed = capsys.readouterr().out
+    assert "  command line: eps 0.02, bounds None\n" in printed
+    assert "  eps / 2: alpha 0.01\n" in printed
 
 
 def test_a_malformed_file_is_one_line_naming_it_and_leaves_no_run(tmp_path, capsys) -> None:
@@ -127,11 +147,8 @@ def fake_loader(name: str, calls: list):
 
 
 @pytest.fixture
-def paper_data(monkeypatch):
-    """utkface and ham10000 registered with fake loaders; the run itself is captured."""
-    calls: list = []
-    for name in ("utkface", "ham10000"):
-        monkeypatch.setitem(DATASETS, name, fake_loader(name, calls))
+def captured(monkeypatch) -> dict:
+    """``fral run`` up to its training: the data set, options and configs it would train with."""
     captured: dict = {}
 
     def compare(dataset, strategies, seeds, args, out, sources=None):
@@ -142,6 +159,15 @@ def paper_data(monkeypatch):
 
     monkeypatch.setattr(fral.cli, "_compare", compare)
     monkeypatch.setattr(fral.cli, "_write_outputs", lambda *a: None)
+    return captured
+
+
+@pytest.fixture
+def paper_data(monkeypatch, captured):
+    """utkface and ham10000 registered with fake loaders; the run itself is captured."""
+    calls: list = []
+    for name in ("utkface", "ham10000"):
+        monkeypatch.setitem(DATASETS, name, fake_loader(name, calls))
     return calls, captured
 
 
@@ -174,7 +200,7 @@ def test_the_paper_preset_applies_to_its_data_set(paper_data, tmp_path, capsys) 
     recorded = sources(out)
     assert recorded["lr"] == {"value": 0.1, "from": "preset utkface"}
     assert recorded["metric"] == {"value": "accuracy", "from": "preset utkface"}
-    assert "settings from the preset utkface: " in capsys.readouterr().out
+    assert "  preset utkface: rounds 5, " in capsys.readouterr().out
 
 
 def test_flags_override_the_preset_and_a_shorter_phase_shrinks_its_warmup(
