@@ -279,3 +279,18 @@ def test_data_dir_errors(paper_data, tmp_path, capsys, dataset, data_dir, needle
     if dataset == "utkface":
         assert "age_gender_race_datetime.jpg" in line and "docs/paper-datasets.md" in line
     assert not (out / "command.json").exists()
+
+
+def test_a_paper_data_set_trains_with_its_preset_where_no_flag_overrides(
+    monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setitem(DATASETS, "utkface", fake_loader("utkface", []))
+    out = tmp_path / "out"
+    argv = ["run", "--dataset", "utkface", "--data-dir", str(tmp_path), *TINY]
+    assert main([*argv, "--model", "smallcnn", "--out", str(out)]) == 0
+    settings = run_settings(out)
+    assert settings["standard_mode"] == "scratch" and settings["attack_steps"] == 1
+    for phase in ("train", "finetune", "standard"):
+        assert settings[phase]["lr"] == 0.1 and settings[phase]["epochs"] == 1
+        assert settings[phase]["warmup_epochs"] == pytest.approx(10 / 70)
+        assert settings[phase]["weight_decay"] == 2e-4 and settings[phase]["momentum"] == 0.9
