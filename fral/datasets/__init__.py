@@ -77,6 +77,7 @@ from fral.datasets._digits import DIGITS_CLASS_NAMES, DIGITS_GROUP_NAMES, digits
 from fral.datasets._embedded import DATA_DIR, EMBEDDED_SHA256
 from fral.datasets._ham10000 import HAM10000_CLASS_NAMES, HAM10000_GROUP_NAMES, ham10000
 from fral.datasets._images import IMAGE_FORMAT_VERSION
+from fral.datasets._npz import load_npz
 from fral.datasets._utkface import UTKFACE_CLASS_NAMES, UTKFACE_GROUP_NAMES, utkface
 
 __all__ = [
@@ -107,6 +108,7 @@ __all__ = [
     "digits_domains",
     "ham10000",
     "load_dataset",
+    "load_npz",
     "utkface",
 ]
 
