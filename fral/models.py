@@ -82,6 +82,8 @@ class MobileNetV2(nn.Module):
     dropout : float, default 0.2
         Dropout before the classifier.
 
+    Notes
+    -----
     Input shape ``(N, in_channels, H, W)`` with H, W around 28-32; output logits
     ``(N, num_classes)``.
     """
@@ -137,6 +139,8 @@ class SmallCNN(nn.Module):
     channels : (int, int), default (32, 64)
     dropout : float, default 0.1
 
+    Notes
+    -----
     Input ``(N, in_channels, H, W)``; output ``(N, num_classes)``.
     """
 
@@ -178,6 +182,8 @@ class MLP(nn.Module):
     hidden : sequence of int, default (128, 64)
     dropout : float, default 0.1
 
+    Notes
+    -----
     Input ``(N, in_features)``; output ``(N, num_classes)``.
     """
 
@@ -207,6 +213,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "smallcnn": SmallCNN,
     "mlp": MLP,
 }
+"""The reference models by name, for :func:`build_model` and ``fral run --model``."""
 
 
 def build_model(name: str, **options: object) -> nn.Module:
