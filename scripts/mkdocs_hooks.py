@@ -29,15 +29,28 @@ NOTEBOOK_FOLDERS = ("examples", "notebooks")
 EXECUTED = ROOT / "build" / "notebooks"
 
 
-def notebooks() -> dict[str, Path]:
-    """The notebooks to render: page path (``examples/<name>.ipynb``) -> file to read."""
+def notebook_sources() -> list[Path]:
+    """The committed notebooks the docs render, one per name (``examples/`` first)."""
     found: dict[str, Path] = {}
     for folder in NOTEBOOK_FOLDERS:
         for source in sorted((ROOT / folder).glob("*.ipynb")):
-            executed = EXECUTED / source.name
-            fresh = executed.is_file() and executed.stat().st_mtime >= source.stat().st_mtime
-            found.setdefault(f"examples/{source.name}", executed if fresh else source)
-    return found
+            found.setdefault(source.name, source)
+    return list(found.values())
+
+
+def executed_copy(source: Path) -> Path | None:
+    """``build/notebooks/<name>`` where it exists and is newer than ``source``."""
+    executed = EXECUTED / source.name
+    if executed.is_file() and executed.stat().st_mtime >= source.stat().st_mtime:
+        return executed
+    return None
+
+
+def notebooks() -> dict[str, Path]:
+    """The notebooks to render: page path (``examples/<name>.ipynb``) -> file to read."""
+    return {
+        f"examples/{source.name}": executed_copy(source) or source for source in notebook_sources()
+    }
 
 
 def _title(path: str) -> str:
