@@ -5,6 +5,7 @@
 - ``examples/<name>.ipynb``: the notebooks under ``examples/`` (and ``notebooks/`` while it
   exists), rendered by mkdocs-jupyter without executing them. Where ``build/notebooks/<name>``
   is newer than the notebook (written by ``make notebooks``), that executed copy is shown.
+- ``examples/index.md``: the example scripts and notebooks, each with its docstring's summary.
 - ``<!-- results: NAME -->`` in a page: replaced by the table of
   ``benchmarks/results/NAME.json``, written by the benchmark scripts (see
   ``scripts/results_tables.py``).
@@ -12,6 +13,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,7 +93,10 @@ def on_config(config: Any) -> Any:
     _PAGES[:] = docs_api.pages()
     generated = {
         "reference/": [{_title(page.path): page.page} for page in _PAGES],
-        "examples/": [{Path(path).stem.replace("_", " "): path} for path in sorted(notebooks())],
+        "examples/": [
+            {"Overview": "examples/index.md"},
+            *({Path(path).stem.replace("_", " "): path} for path in sorted(notebooks())),
+        ],
     }
     for entry in config["nav"]:
         for title, value in entry.items():
@@ -106,7 +112,34 @@ def on_files(files: Files, config: Any) -> Files:
         files.append(File.generated(config, page.page, content=reference_page(page)))
     for path, source in notebooks().items():
         files.append(File.generated(config, path, abs_src_path=str(source)))
+    files.append(File.generated(config, "examples/index.md", content=examples_page()))
     return files
+
+
+def _summary(text: str) -> str:
+    """The first paragraph of a docstring, on one line."""
+    return " ".join(text.strip().split("\n\n", 1)[0].split())
+
+
+def examples_page() -> str:
+    """The Markdown of the examples overview: scripts with their summary, then notebooks."""
+    lines = [
+        "# Examples",
+        "",
+        "Scripts under `examples/` (each runs in seconds with `--quick`, and the tests run it):",
+        "",
+    ]
+    for script in sorted((ROOT / "examples").glob("*.py")):
+        docstring = ast.get_docstring(ast.parse(script.read_text())) or ""
+        lines.append(f"- `python examples/{script.name}`: {_summary(docstring)}")
+    lines += ["", "Notebooks, rendered with their outputs where `make notebooks` ran them:", ""]
+    for path, source in sorted(notebooks().items()):
+        cells = json.loads(source.read_text())["cells"]
+        markdown = next((c for c in cells if c["cell_type"] == "markdown"), None)
+        title = "".join(markdown["source"]).splitlines()[0].lstrip("# ") if markdown else ""
+        name = Path(path).name
+        lines.append(f"- [{name}]({name}){': ' + title if title else ''}")
+    return "\n".join(lines) + "\n"
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:

@@ -40,7 +40,7 @@ def table(name: str) -> str:
         f"Measured on {result['date']} on {result['machine']} with `{result['command']}` "
         f"(`{path.relative_to(ROOT)}`).",
         "",
-        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join(_cell(column) for column in columns) + " |",
         "|" + "---|" * len(columns),
     ]
     for row in result["rows"]:

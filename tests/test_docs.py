@@ -197,3 +197,33 @@ def test_site_renders_every_notebook_and_results_table(site: Path) -> None:
     assert "<!-- results:" not in benchmarks
     for result in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
         assert json.loads(result.read_text())["command"] in benchmarks, result.name
+
+
+def test_results_tables_render_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import results_tables
+
+    monkeypatch.setattr(results_tables, "RESULTS", tmp_path)
+    monkeypatch.setattr(results_tables, "ROOT", tmp_path.parent)
+    record = {
+        "command": "python benchmarks/bench_x.py --pairs 3",
+        "date": "2026-11-28 12:00 UTC",
+        "machine": "a CPU",
+        "columns": ["model", "max |diff|", "speed-up", "img/s"],
+        "rows": [{"model": "smallcnn", "max |diff|": "0e+00", "speed-up": "1.5 [1.2, 1.8]"}],
+    }
+    (tmp_path / "x.json").write_text(json.dumps(record))
+    page = results_tables.fill("before\n\n<!-- results: x -->\n\nafter")
+    assert "<!-- results" not in page and page.startswith("before") and page.endswith("after")
+    assert "`python benchmarks/bench_x.py --pairs 3`" in page and "2026-11-28" in page
+    assert "| model | max \\|diff\\| | speed-up | img/s |" in page
+    assert "| smallcnn | 0e+00 | 1.5 [1.2, 1.8] |  |" in page
+    with pytest.raises(FileNotFoundError, match="missing"):
+        results_tables.fill("<!-- results: absent -->")
+
+
+def test_sphinx_roles_become_code_spans() -> None:
+    from griffe_roles import plain
+
+    text = "See :func:`pgd`, :class:`~fral.pool.Pool` and :meth:`FairDataset.from_arrays`."
+    assert plain(text) == "See `pgd`, `Pool` and `FairDataset.from_arrays`."
+    assert plain("no role, `code` stays") == "no role, `code` stays"
