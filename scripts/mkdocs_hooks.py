@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import results_tables
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_FOLDERS = ("examples", "notebooks")
 EXECUTED = ROOT / "build" / "notebooks"
+STAGED = ROOT / "build" / "docs"
 
 
 def notebook_sources() -> list[Path]:
@@ -110,8 +112,13 @@ def on_files(files: Files, config: Any) -> Files:
     """Add the generated reference pages and the notebooks to the site's files."""
     for page in _PAGES:
         files.append(File.generated(config, page.page, content=reference_page(page)))
+    # mkdocs-jupyter reads a notebook through its File's src_dir and src_uri, so each one is
+    # staged as build/docs/examples/<name>.ipynb (a copy) and added as a plain file from there.
     for path, source in notebooks().items():
-        files.append(File.generated(config, path, abs_src_path=str(source)))
+        staged = STAGED / path
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, staged)
+        files.append(File(path, str(STAGED), config["site_dir"], config["use_directory_urls"]))
     files.append(File.generated(config, "examples/index.md", content=examples_page()))
     return files
 
