@@ -43,9 +43,9 @@ from fral.run_folder import _differences, _json_ready, data_fingerprint, inputs_
 
 __all__ = ["FROM_DATA", "ActiveSet"]
 
-#: ``labels=FROM_DATA``: take the initial labels from the data's own ``y`` (you opt into
-#: using them as ground truth, as in a simulation).
 FROM_DATA = "from_data"
+"""``labels=FROM_DATA``: take the initial labels from the data's own ``y`` (you opt into
+using them as ground truth, as in a simulation)."""
 
 #: ``validation="data"`` (the default of :meth:`ActiveSet.select`): the validation set the
 #: :class:`ActiveSet` was built with.
