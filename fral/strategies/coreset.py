@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fral._random import RandomState
+from fral.distributed import map_batches
 from fral.pool import Pool
 from fral.predict import embeddings
 from fral.protocol import (
@@ -224,17 +225,26 @@ class EmbeddingStrategy(Strategy):
         """Embeddings ``(N, d)`` of ``data`` (and logits ``(N, C)``), on the model's device.
 
         With ``indices``, of those samples only, in that order: ``(K, d)`` (and ``(K, C)``).
+        Under a process group each rank embeds its shard and every rank gets all rows
+        (:func:`fral.distributed.map_batches`).
         """
-        return embeddings(
-            model,
-            data,
-            indices=indices,
-            layer=self.layer,
-            features=self.features,
-            batch_size=self.batch_size,
-            amp=self.amp,
-            return_logits=return_logits,
-        )
+
+        def shard_embeddings(
+            rows: torch.Tensor | None, _skipped: int
+        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+            return embeddings(
+                model,
+                data,
+                indices=rows,
+                layer=self.layer,
+                features=self.features,
+                batch_size=self.batch_size,
+                amp=self.amp,
+                return_logits=return_logits,
+            )
+
+        total = len(data) if indices is None else len(indices)
+        return map_batches(shard_embeddings, total, self.batch_size, indices)
 
 
 class CSET(EmbeddingStrategy):

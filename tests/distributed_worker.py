@@ -1,0 +1,82 @@
+"""Worker of the distributed tests: every strategy and ``evaluate`` on one rank of a group.
+
+Run by tests/test_distributed.py in ``world_size`` processes (gloo on the CPU, loopback
+address); :func:`scenario` is also run in the test process itself, without a process group,
+for the one-process reference.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import warnings
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from fral.metrics import evaluate
+from fral.pool import Pool
+from fral.strategies import STRATEGIES, build_strategy
+from tests.utils import make_net
+
+#: Not divisible by 2 or 3; with BATCH_SIZE, 7 batches: 3 ranks get 2, 2 and 3 batches.
+POOL_SIZE = 101
+BATCH_SIZE = 16
+BUDGET = 7
+
+
+def _pool(seed: int, size: int, labelled: bool) -> Pool:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(size, 1, 8, 8, generator=generator)
+    groups = torch.randint(0, 3, (size,), generator=generator)
+    labels = torch.randint(0, 4, (size,), generator=generator) if labelled else None
+    return Pool(x, groups, labels=labels, num_groups=3)
+
+
+def _build(name: str, **options: Any):
+    accepted = inspect.signature(type(build_strategy(name, 1)).__init__).parameters
+    kept = {key: value for key, value in options.items() if key in accepted}
+    return build_strategy(name, BUDGET, random_state=3, **kept)
+
+
+def scenario() -> dict[str, torch.Tensor]:
+    """Picks of every strategy (whole pool, worst group from validation, ``group=1``) and an
+    evaluation, as tensors keyed by what they are."""
+    torch.manual_seed(0)
+    model_r, model_s = make_net(1), make_net(2)
+    pool = _pool(10, POOL_SIZE, labelled=False)
+    labeled = _pool(11, 23, labelled=True)
+    validation = _pool(12, 40, labelled=True)
+    results = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in STRATEGIES:
+            strategy = _build(name, batch_size=BATCH_SIZE)
+            for label, group in (("", None), ("group1", 1)):
+                picks = strategy.select(
+                    model_r, model_s, pool, labeled=labeled, validation=validation, group=group
+                )
+                results[f"{name}{label}"] = picks
+        result = evaluate(model_r, validation, batch_size=BATCH_SIZE, random_state=5)
+    for kind, table in (("clean", result.clean), ("robust", result.robust)):
+        for metric, value in table.items():
+            results[f"evaluate/{kind}/{metric}"] = torch.as_tensor(value.per_group)
+    return results
+
+
+def main(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """Join the group as ``rank``, run :func:`scenario`, save the results."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    try:
+        torch.save(scenario(), os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
