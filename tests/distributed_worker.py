@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Dataset
 
 from fral.metrics import evaluate
 from fral.pool import Pool
@@ -25,11 +26,32 @@ from tests.utils import make_net
 POOL_SIZE = 101
 BATCH_SIZE = 16
 BUDGET = 7
+#: Options that keep the slow strategies fast here (FairAL's fine-tuning).
+CHEAP = {"finetune_steps": 1, "max_labels": 1, "progress": False}
+
+
+class CountingImages(Dataset):
+    """Images read a batch at a time, counting the rows read (to see each rank's share)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+        self.rows_read = 0
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        self.rows_read += 1
+        return self.images[index]
+
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        self.rows_read += indices.numel()
+        return self.images[indices]
 
 
 def _pool(seed: int, size: int, labelled: bool) -> Pool:
     generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(size, 1, 8, 8, generator=generator)
+    x = CountingImages(torch.rand(size, 1, 8, 8, generator=generator))
     groups = torch.randint(0, 3, (size,), generator=generator)
     labels = torch.randint(0, 4, (size,), generator=generator) if labelled else None
     return Pool(x, groups, labels=labels, num_groups=3)
@@ -43,7 +65,8 @@ def _build(name: str, **options: Any):
 
 def scenario() -> dict[str, torch.Tensor]:
     """Picks of every strategy (whole pool, worst group from validation, ``group=1``) and an
-    evaluation, as tensors keyed by what they are."""
+    evaluation, as tensors keyed by what they are; ``reads/...``: pool rows this process read
+    (not compared: they show the sharding)."""
     torch.manual_seed(0)
     model_r, model_s = make_net(1), make_net(2)
     pool = _pool(10, POOL_SIZE, labelled=False)
@@ -53,12 +76,14 @@ def scenario() -> dict[str, torch.Tensor]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in STRATEGIES:
-            strategy = _build(name, batch_size=BATCH_SIZE)
+            strategy = _build(name, batch_size=BATCH_SIZE, **CHEAP)
             for label, group in (("", None), ("group1", 1)):
+                before = pool.inputs.rows_read
                 picks = strategy.select(
                     model_r, model_s, pool, labeled=labeled, validation=validation, group=group
                 )
                 results[f"{name}{label}"] = picks
+                results[f"reads/{name}{label}"] = torch.tensor(pool.inputs.rows_read - before)
         result = evaluate(model_r, validation, batch_size=BATCH_SIZE, random_state=5)
     for kind, table in (("clean", result.clean), ("robust", result.robust)):
         for metric, value in table.items():

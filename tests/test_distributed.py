@@ -23,6 +23,7 @@ from fral.pool import Pool
 from fral.scoring import inconsistency_scores
 from fral.strategies import STRATEGIES
 from tests import distributed_worker
+from tests.distributed_worker import BATCH_SIZE, POOL_SIZE
 from tests.utils import make_net
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,13 +134,20 @@ def test_picks_and_evaluation_are_identical_to_one_process_at_world_sizes_2_and_
         reference = distributed_worker.scenario()
     finally:
         torch.set_num_threads(threads)
+    assert int(reference["reads/ent"]) == POOL_SIZE
     assert {key.removesuffix("group1") for key in reference} >= set(STRATEGIES)
     for world_size in (2, 3):
         out_dir = tmp_path / f"world{world_size}"
         out_dir.mkdir()
         for rank, results in enumerate(_run_group(world_size, out_dir)):
             assert results.keys() == reference.keys()
+            start, stop = batch_shard(POOL_SIZE, BATCH_SIZE, rank, world_size)
+            # Each rank ran the model on its own shard only (ENT scores the whole pool).
+            assert int(results["reads/ent"]) == stop - start
+            assert int(results["reads/cset"]) < POOL_SIZE
             for key, expected in reference.items():
+                if key.startswith("reads/"):
+                    continue
                 assert torch.equal(results[key], expected) or (
                     expected.is_floating_point()
                     and torch.allclose(results[key], expected, equal_nan=True, rtol=0, atol=0)
