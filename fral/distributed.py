@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ __all__ = [
     "batch_shard",
     "communication_seconds",
     "current",
+    "global_argmax",
     "map_batches",
     "sharding",
 ]
@@ -322,3 +324,33 @@ def advance_attack_stream(
         return
     for _ in range(batches):  # fral.attacks._seeded draws one seed per attacked batch
         torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
+
+
+def global_argmax(context: Context, values: torch.Tensor, offset: int) -> tuple[int, int]:
+    """Position and owner rank of the largest of all ranks' ``values``, first among ties.
+
+    Parameters
+    ----------
+    context : Context
+    values : torch.Tensor, shape (k_r,)
+        This rank's values (may be empty); rows ``offset .. offset + k_r`` of the whole.
+    offset : int
+        Row of the whole at which this rank's values start (ranks ascend in rows).
+
+    Returns
+    -------
+    (int, int)
+        The row of the whole, as ``torch.argmax`` over the concatenation would return it
+        (lowest row among equal maxima), and the rank holding it.
+    """
+    if values.numel():
+        local = torch.argmax(values)
+        pair = torch.stack([values[local].double(), (local + offset).double()])
+    else:
+        pair = torch.tensor([-math.inf, math.inf], dtype=torch.float64, device=values.device)
+    pairs = context.all_gather(pair)
+    best_rank = 0
+    for rank, candidate in enumerate(pairs):  # strict > keeps the first (lowest-row) maximum
+        if candidate[0] > pairs[best_rank][0]:
+            best_rank = rank
+    return int(pairs[best_rank][1]), best_rank

@@ -84,6 +84,10 @@ def scenario() -> dict[str, torch.Tensor]:
                 )
                 results[f"{name}{label}"] = picks
                 results[f"reads/{name}{label}"] = torch.tensor(pool.inputs.rows_read - before)
+        # CSET without a labelled sample: its first pick is a seeded draw.
+        results["cset/no-labels"] = _build("cset", batch_size=BATCH_SIZE).select(
+            model_r, pool=pool, labeled=labeled.subset(torch.zeros(0, dtype=torch.int64))
+        )
         result = evaluate(model_r, validation, batch_size=BATCH_SIZE, random_state=5)
     for kind, table in (("clean", result.clean), ("robust", result.robust)):
         for metric, value in table.items():
