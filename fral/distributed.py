@@ -326,8 +326,16 @@ def advance_attack_stream(
         torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
 
 
-def global_argmax(context: Context, values: torch.Tensor, offset: int) -> tuple[int, int]:
-    """Position and owner rank of the largest of all ranks' ``values``, first among ties.
+def global_argmax(
+    context: Context,
+    values: torch.Tensor,
+    offset: int,
+    row_of: Callable[[int], torch.Tensor] | None = None,
+    width: int = 0,
+) -> tuple[int, int, torch.Tensor | None]:
+    """Row, owner rank and data row of the largest of all ranks' ``values``, first among ties.
+
+    One all-gather of ``2 + p`` numbers per rank.
 
     Parameters
     ----------
@@ -336,21 +344,29 @@ def global_argmax(context: Context, values: torch.Tensor, offset: int) -> tuple[
         This rank's values (may be empty); rows ``offset .. offset + k_r`` of the whole.
     offset : int
         Row of the whole at which this rank's values start (ranks ascend in rows).
+    row_of : callable, optional
+        ``row_of(local_row) -> (p,)``: data of one of this rank's rows; the winner's comes
+        back with it (in float64, exact for float32 data).
+    width : int
+        ``p``.
 
     Returns
     -------
-    (int, int)
+    (int, int, torch.Tensor or None)
         The row of the whole, as ``torch.argmax`` over the concatenation would return it
-        (lowest row among equal maxima), and the rank holding it.
+        (lowest row among equal maxima), the rank holding it, and its data row ``(p,)``.
     """
+    pair = torch.full((2 + width,), math.inf, dtype=torch.float64, device=values.device)
+    pair[0] = -math.inf
     if values.numel():
-        local = torch.argmax(values)
-        pair = torch.stack([values[local].double(), (local + offset).double()])
-    else:
-        pair = torch.tensor([-math.inf, math.inf], dtype=torch.float64, device=values.device)
+        local = int(torch.argmax(values))
+        pair[0], pair[1] = values[local].double(), float(local + offset)
+        if row_of is not None:
+            pair[2:] = row_of(local).double()
     pairs = context.all_gather(pair)
     best_rank = 0
     for rank, candidate in enumerate(pairs):  # strict > keeps the first (lowest-row) maximum
         if candidate[0] > pairs[best_rank][0]:
             best_rank = rank
-    return int(pairs[best_rank][1]), best_rank
+    best = pairs[best_rank]
+    return int(best[1]), best_rank, None if row_of is None else best[2:]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 
 from fral._modules import model_device
@@ -161,7 +164,8 @@ def badge_kmeanspp_sharded(
     ``u`` times the total falls within rounding of a boundary between two rows.
     """
     count = min(check_budget(budget), total)
-    classes, width = grad_scale.shape[1], embeddings.shape[1]
+    classes = grad_scale.shape[1]
+    width = classes + embeddings.shape[1] + 1
     picks = []
     with torch.inference_mode():
         dtype = torch.promote_types(grad_scale.dtype, embeddings.dtype)
@@ -170,19 +174,20 @@ def badge_kmeanspp_sharded(
         min_distances = torch.full_like(norms_sq, float("inf"))
         unchosen = torch.ones(norms_sq.shape[0], dtype=torch.uint8, device=norms_sq.device)
         uniforms = torch.rand(count - 1, generator=generator, dtype=torch.float64)
-        pick, owner = global_argmax(context, norms_sq, offset)
+
+        def row_of(local: int) -> torch.Tensor:  # a pick comes with its a_i, h_i, |g_i|^2
+            return torch.cat([scale[local], features[local], norms_sq[local : local + 1]])
+
+        pick, owner, chosen = global_argmax(context, norms_sq, offset, row_of, width)
         for step in range(count):
             if step:
-                pick, owner = _draw(context, min_distances, unchosen, offset, uniforms[step - 1])
+                pick, owner, chosen = _draw(
+                    context, min_distances, unchosen, offset, uniforms[step - 1], row_of, width
+                )
             picks.append(pick)
-            chosen = norms_sq.new_zeros(classes + width + 1)
             if owner == context.rank:
-                row = pick - offset
-                unchosen[row] = 0
-                chosen[:classes] = scale[row]
-                chosen[classes:-1] = features[row]
-                chosen[-1] = norms_sq[row]
-            chosen = context.broadcast(chosen, owner)
+                unchosen[pick - offset] = 0
+            chosen = chosen.to(dtype)
             products = torch.mv(scale, chosen[:classes])
             products.mul_(torch.mv(features, chosen[classes:-1]))
             distances = torch.add(norms_sq, products, alpha=-2)
@@ -199,11 +204,14 @@ def _draw(
     unchosen: torch.Tensor,
     offset: int,
     uniform: torch.Tensor,
-) -> tuple[int, int]:
-    """One global D^2 draw: ``(row, owner rank)``; the lowest unchosen row if all are 0."""
+    row_of: Callable[[int], torch.Tensor],
+    width: int,
+) -> tuple[int, int, torch.Tensor]:
+    """One global D^2 draw: ``(row, owner rank, its data row)``; the lowest unchosen row if
+    every ``D^2`` is 0. An all-gather of one number per rank, then the owner's broadcast."""
     cumulative = torch.cumsum(min_distances, 0, dtype=torch.float64)
     local_total = cumulative[-1:] if cumulative.numel() else cumulative.new_zeros(1)
-    totals = [float(t) for t in context.all_gather(local_total.cpu())]
+    totals = [float(t) for t in context.all_gather(local_total)]
     total = sum(totals)
     if total > 0:
         target = total * float(uniform)
@@ -211,19 +219,23 @@ def _draw(
         # The first rank whose running total passes the target (float rounding aside: then
         # the last rank with any mass).
         owner = next((rank for rank in positive if sum(totals[: rank + 1]) > target), positive[-1])
-        before = sum(totals[:owner])
-        row = torch.zeros(1, dtype=torch.int64)
+        message = cumulative.new_zeros(width + 1)
         if owner == context.rank:
             local = torch.searchsorted(
-                cumulative, cumulative.new_tensor([target - before]), right=True
+                cumulative, cumulative.new_tensor([target - sum(totals[:owner])]), right=True
             )
-            row[0] = min(int(local), cumulative.numel() - 1) + offset
-        return int(context.broadcast(row, owner)), owner
+            local = min(int(local), cumulative.numel() - 1)
+            message[0], message[1:] = float(local + offset), row_of(local).double()
+        message = context.broadcast(message, owner)
+        return int(message[0]), owner, message[1:]
     free = torch.nonzero(unchosen).flatten()
-    first = float(free[0]) + offset if free.numel() else float("inf")
-    firsts = [float(f) for f in context.all_gather(torch.tensor([first], dtype=torch.float64))]
+    first = cumulative.new_tensor([float(free[0]) + offset if free.numel() else math.inf])
+    firsts = [float(f) for f in context.all_gather(first)]
     owner = min(range(len(firsts)), key=lambda rank: (firsts[rank], rank))
-    return int(firsts[owner]), owner
+    message = cumulative.new_zeros(width)
+    if owner == context.rank:
+        message = row_of(int(firsts[owner]) - offset).double()
+    return int(firsts[owner]), owner, context.broadcast(message, owner)
 
 
 class BADGE(EmbeddingStrategy):

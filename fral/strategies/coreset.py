@@ -438,30 +438,34 @@ def kcenter_greedy_sharded(
     """
     count = min(check_budget(budget), total)
     chunk_size = _check_chunk_size(chunk_size)
-    width = local_embeddings.shape[1]
     picks = []
     with torch.inference_mode():
         points_sq = squared_norms(local_embeddings, chunk_size)
+        width = local_embeddings.shape[1] + 1
+
+        def row_of(local: int) -> torch.Tensor:  # an arg-max's winner comes with its data
+            return torch.cat([local_embeddings[local], points_sq[local : local + 1]])
+
         min_distances = torch.full_like(points_sq, float("inf"))
         if labeled_embeddings is not None and labeled_embeddings.shape[0] > 0:
             labeled = labeled_embeddings.to(local_embeddings.dtype)
             _update_min_distances(min_distances, local_embeddings, points_sq, labeled, chunk_size)
-            pick, owner = global_argmax(context, min_distances, offset)
+            pick, owner, centre = global_argmax(context, min_distances, offset, row_of, width)
         else:
             pick = int(torch.randint(total, (1,), generator=generator))
             stops = context.all_gather_object(offset + local_embeddings.shape[0])
             owner = next(rank for rank, stop in enumerate(stops) if pick < stop)
+            centre = points_sq.new_zeros(width)
+            if owner == context.rank:
+                centre = row_of(pick - offset)
+            centre = context.broadcast(centre, owner)
         for step in range(count):
             if step:
-                pick, owner = global_argmax(context, min_distances, offset)
+                pick, owner, centre = global_argmax(context, min_distances, offset, row_of, width)
             picks.append(pick)
-            centre = local_embeddings.new_zeros(width + 1)
-            if owner == context.rank:
-                centre[:width] = local_embeddings[pick - offset]
-                centre[width] = points_sq[pick - offset]
-            centre = context.broadcast(centre, owner)
-            distances = torch.addmv(points_sq, local_embeddings, centre[:width], alpha=-2)
-            distances.add_(centre[width]).clamp_min_(0)
+            centre = centre.to(local_embeddings.dtype)
+            distances = torch.addmv(points_sq, local_embeddings, centre[:-1], alpha=-2)
+            distances.add_(centre[-1]).clamp_min_(0)
             torch.minimum(min_distances, distances, out=min_distances)
             if owner == context.rank:
                 min_distances[pick - offset] = -1.0
