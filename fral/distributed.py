@@ -50,17 +50,48 @@ __all__ = [
     "global_argmax",
     "map_batches",
     "sharding",
+    "split_waiting",
 ]
 
 _SETTING: contextvars.ContextVar[tuple[bool, Any]] = contextvars.ContextVar(
     "fral_distributed", default=(True, None)
 )
-_COMM_SECONDS = [0.0]
+#: Seconds in fral's collectives: [transfer, waiting for the other ranks]; whether to tell
+#: them apart (a barrier before each collective, for benchmarks).
+_COMM_SECONDS = [0.0, 0.0]
+_SPLIT_WAITING = [False]
 
 
-def communication_seconds() -> float:
-    """Seconds this process has spent in fral's collectives so far (for benchmarks)."""
-    return _COMM_SECONDS[0]
+def communication_seconds(waiting: bool = False) -> float:
+    """Seconds this process has spent in fral's collectives so far (for benchmarks).
+
+    With :func:`split_waiting` on, the time of the collectives themselves; ``waiting=True``
+    gives the time spent at the barrier before each, waiting for the slowest rank. Without
+    it, the collectives' whole time (waiting included) and 0.
+    """
+    return _COMM_SECONDS[1 if waiting else 0]
+
+
+def split_waiting(enabled: bool) -> None:
+    """Put a barrier before each of fral's collectives, to time waiting and transfer apart.
+
+    For benchmarks: the barrier costs one more round trip per collective.
+    """
+    _SPLIT_WAITING[0] = bool(enabled)
+
+
+@contextlib.contextmanager
+def _timed(group: Any) -> Iterator[None]:
+    start = time.perf_counter()
+    if _SPLIT_WAITING[0]:
+        dist.barrier(group=group)
+        arrived = time.perf_counter()
+        _COMM_SECONDS[1] += arrived - start
+        start = arrived
+    try:
+        yield
+    finally:
+        _COMM_SECONDS[0] += time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -128,9 +159,8 @@ class Context:
     def all_gather_object(self, value: Any) -> list[Any]:
         """``value`` of every rank, in rank order."""
         out: list[Any] = [None] * self.world_size
-        started = time.perf_counter()
-        dist.all_gather_object(out, value, group=self.group)
-        _COMM_SECONDS[0] += time.perf_counter() - started
+        with _timed(self.group):
+            dist.all_gather_object(out, value, group=self.group)
         return out
 
     def check_same(self, value: Any, what: str) -> None:
@@ -145,26 +175,23 @@ class Context:
     def all_reduce(self, tensor: torch.Tensor, op: Any = None) -> torch.Tensor:
         """A reduced copy of ``tensor`` (sum by default), on ``tensor``'s device."""
         work = tensor.detach().to(self.device, copy=True)
-        started = time.perf_counter()
-        dist.all_reduce(work, op=dist.ReduceOp.SUM if op is None else op, group=self.group)
-        _COMM_SECONDS[0] += time.perf_counter() - started
+        with _timed(self.group):
+            dist.all_reduce(work, op=dist.ReduceOp.SUM if op is None else op, group=self.group)
         return work.to(tensor.device)
 
     def all_gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """``tensor`` (same shape and dtype on every rank) of every rank, in rank order."""
         work = tensor.detach().to(self.device).contiguous()
         out = [torch.empty_like(work) for _ in range(self.world_size)]
-        started = time.perf_counter()
-        dist.all_gather(out, work, group=self.group)
-        _COMM_SECONDS[0] += time.perf_counter() - started
+        with _timed(self.group):
+            dist.all_gather(out, work, group=self.group)
         return [part.to(tensor.device) for part in out]
 
     def broadcast(self, tensor: torch.Tensor, source: int) -> torch.Tensor:
         """Rank ``source``'s ``tensor`` (same shape and dtype on every rank) on every rank."""
         work = tensor.detach().to(self.device, copy=True).contiguous()
-        started = time.perf_counter()
-        dist.broadcast(work, self._global_rank(source), group=self.group)
-        _COMM_SECONDS[0] += time.perf_counter() - started
+        with _timed(self.group):
+            dist.broadcast(work, self._global_rank(source), group=self.group)
         return work.to(tensor.device)
 
     def _global_rank(self, rank: int) -> int:

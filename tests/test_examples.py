@@ -15,6 +15,7 @@ EXPECTED = {
     "custom_strategy.py": "Margin",
     "your_own_oracle.py": "exactly what an uninterrupted run labels",
     "adult_fairness.py": "| JIN |",
+    "distributed_selection.py": "picks and evaluation identical to one process",
 }
 
 
