@@ -25,21 +25,29 @@ import torch.distributed as dist
 
 from fral import BADGE, JIN, evaluate
 from fral.datasets import digits_domains
+from fral.distributed import sharding
 from fral.models import SmallCNN
 from fral.training import adversarial_train, standard_train
 
 
 def select(train: int) -> dict[str, list]:
-    """Train two small models (seeded: every rank gets the same; a real run would load them),
-    then select with JIN and BADGE and evaluate; the same results on every rank."""
+    """Train two small models, then select with JIN and BADGE and evaluate; the same results
+    on every rank.
+
+    The training here runs whole on every rank (``sharding(enabled=False)``), so that the
+    models are bit for bit those of one process and the comparison of ``--quick`` is exact;
+    without that block it is data-parallel (see ``fral.training.Trainer``): the same steps up
+    to float rounding, and BatchNorm statistics from each rank's part of a batch.
+    """
     torch.set_num_threads(1)
     data = digits_domains().subsample(train=train, seed=0)
     labelled = data.train.pool().subset(torch.arange(300))
     pool = data.train.pool(labeled=False).subset(torch.arange(300, train))
     torch.manual_seed(0)
     model_r, model_s = SmallCNN(channels=(8, 16)), SmallCNN(channels=(8, 16))
-    adversarial_train(model_r, labelled, epochs=1, batch_size=32, random_state=0)
-    standard_train(model_s, labelled, epochs=1, batch_size=32, random_state=0)
+    with sharding(enabled=False):
+        adversarial_train(model_r, labelled, epochs=1, batch_size=32, random_state=0)
+        standard_train(model_s, labelled, epochs=1, batch_size=32, random_state=0)
     if dist.is_initialized() and dist.get_backend() == "nccl":  # each rank on its own GPU
         model_r, model_s = model_r.cuda(), model_s.cuda()
     validation = data.validation.pool()

@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.utils.data import Dataset
 
 from fral.metrics import evaluate
 from fral.pool import Pool
 from fral.strategies import STRATEGIES, build_strategy
+from fral.training import TrainConfig, Trainer
 from tests.utils import make_net
 
 #: Not divisible by 2 or 3; with BATCH_SIZE, 7 batches: 3 ranks get 2, 2 and 3 batches.
@@ -92,6 +94,33 @@ def scenario() -> dict[str, torch.Tensor]:
     for kind, table in (("clean", result.clean), ("robust", result.robust)):
         for metric, value in table.items():
             results[f"evaluate/{kind}/{metric}"] = torch.as_tensor(value.per_group)
+    results.update(training())
+    return results
+
+
+def training() -> dict[str, torch.Tensor]:
+    """Weights and losses after a few steps of standard and TRADES training of a net without
+    BatchNorm or Dropout (``train/...``: equal to one process's up to float rounding), and a
+    net with both (``rankwise/...``: the same on every rank, not one process's)."""
+    data = _pool(13, 25, labelled=True)  # 2 batches per epoch: 12 and 13 samples
+    results = {}
+    for adversarial in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 4))
+        config = TrainConfig(
+            epochs=2, batch_size=12, lr=0.05, warmup_epochs=0, adversarial=adversarial
+        )
+        history = Trainer(model, config, random_state=0).fit(data)
+        kind = "trades" if adversarial else "standard"
+        results[f"train/{kind}/loss"] = torch.tensor([epoch["loss"] for epoch in history])
+        for name, value in model.state_dict().items():
+            results[f"train/{kind}/{name}"] = value
+    results["reads/train"] = torch.tensor(data.inputs.rows_read)
+    model = make_net(3)
+    config = TrainConfig(epochs=1, batch_size=12, lr=0.05, warmup_epochs=0, adversarial=False)
+    Trainer(model, config, random_state=0).fit(data)
+    for name, value in model.state_dict().items():
+        results[f"rankwise/{name}"] = value
     return results
 
 

@@ -130,8 +130,10 @@ def test_a_shard_that_skips_batches_draws_the_random_starts_of_one_process(attac
     assert not torch.equal(unskipped["robust"], whole["robust"][20:])
 
 
-def test_picks_and_evaluation_are_identical_to_one_process_at_world_sizes_2_and_3(tmp_path):
-    """Every strategy (whole pool, worst group, group=1), CSET without labels, and evaluate."""
+def test_picks_evaluation_and_training_match_one_process_at_world_sizes_2_and_3(tmp_path):
+    """Every strategy (whole pool, worst group, group=1), CSET without labels, and evaluate:
+    identical. Standard and TRADES training steps on each rank's part of the global batch,
+    gradients summed: the one-process weights to float rounding."""
     groups = {}
     for world_size in (2, 3):  # both groups run while this process computes the reference
         out_dir = tmp_path / f"world{world_size}"
@@ -151,15 +153,24 @@ def test_picks_and_evaluation_are_identical_to_one_process_at_world_sizes_2_and_
     assert int(reference["reads/ent"]) == POOL_SIZE
     assert {key.removesuffix("group1") for key in reference} >= set(STRATEGIES)
     for world_size, (processes, out_dir) in groups.items():
-        for rank, results in enumerate(_results(processes, out_dir)):
+        ranks = _results(processes, out_dir)
+        for key in ranks[0]:
+            if key.startswith("rankwise/"):  # BatchNorm statistics averaged: ranks agree
+                assert all(torch.equal(other[key], ranks[0][key]) for other in ranks), key
+        for rank, results in enumerate(ranks):
             assert results.keys() == reference.keys()
             # Each rank ran the model on its own shard only (ENT scores the whole pool).
             start, stop = batch_shard(POOL_SIZE, BATCH_SIZE, rank, world_size)
             assert int(results["reads/ent"]) == stop - start
             assert int(results["reads/cset"]) < POOL_SIZE
             assert int(results["reads/badge"]) < POOL_SIZE
+            assert int(results["reads/train"]) < int(reference["reads/train"]) * 0.8
             for key, expected in reference.items():
-                if not key.startswith("reads/"):
+                if key.startswith("train/"):
+                    assert torch.allclose(results[key], expected, rtol=1e-5, atol=1e-6), (
+                        f"world size {world_size}, rank {rank}: {key} differs"
+                    )
+                elif not key.startswith(("reads/", "rankwise/")):
                     assert torch.equal(results[key], expected) or (
                         expected.is_floating_point()
                         and torch.equal(results[key].isnan(), expected.isnan())
