@@ -199,7 +199,9 @@ class Context:
             return rank
         return dist.get_global_rank(self.group, rank)
 
-    def gather_rows(self, local: Sequence[torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+    def gather_rows(
+        self, local: Sequence[torch.Tensor] | None, metas: list[Any] | None = None
+    ) -> tuple[torch.Tensor, ...]:
         """Concatenate every rank's row blocks in rank order (= pool order for shards).
 
         Parameters
@@ -208,6 +210,8 @@ class Context:
             This rank's outputs, each ``(k_r, ...)`` with the same ``k_r`` rows; ``None`` for
             a rank with an empty shard. Ranks may hold different numbers of rows: blocks are
             padded to the longest for the collective, then cut.
+        metas : list, optional
+            Every rank's :func:`row_meta` of its ``local``, if already exchanged.
 
         Returns
         -------
@@ -215,10 +219,8 @@ class Context:
             One ``(sum_r k_r, ...)`` tensor per output, on the device of this rank's outputs
             (the first non-empty rank's device type where this rank has none).
         """
-        meta = None
-        if local is not None:
-            meta = [(t.shape[0], tuple(t.shape[1:]), t.dtype) for t in local]
-        metas = self.all_gather_object(meta)
+        if metas is None:
+            metas = self.all_gather_object(row_meta(local))
         reference = next(m for m in metas if m is not None)
         rows = [0 if m is None else m[0][0] for m in metas]
         longest = max(rows)
@@ -290,10 +292,13 @@ def map_batches(
     context = current()
     if context is None or total == 0:  # nothing to share: each rank raises its own error
         return function(indices, 0)
-    context.check_same((total, batch_size), "the number of rows and the batch size")
     start, stop = context.shard(total, batch_size)
     rows = torch.arange(total) if indices is None else indices
-    result = function(rows[start:stop], start // batch_size) if stop > start else None
+    result, error = None, None
+    try:
+        result = function(rows[start:stop], start // batch_size) if stop > start else None
+    except Exception as caught:  # raised on every rank below: no rank is left waiting
+        error = caught
     if result is None:
         structure, tensors = None, None
     elif isinstance(result, torch.Tensor):
@@ -302,14 +307,36 @@ def map_batches(
         structure, tensors = tuple(result), list(result.values())
     else:
         structure, tensors = "tuple", list(result)
-    structures = context.all_gather_object(structure)
-    structure = next(s for s in structures if s is not None)
-    gathered = context.gather_rows(tensors)
+    # One exchange: the call each rank made, how its work went, and the shape of its output.
+    told = context.all_gather_object(
+        ((total, batch_size), None if error is None else repr(error), structure, row_meta(tensors))
+    )
+    calls = [call for call, *_ in told]
+    if any(call != calls[0] for call in calls):
+        raise ValueError(
+            f"the ranks disagree on (rows, batch_size): {calls}; every rank must make the same "
+            "call with the same pool; use fral.distributed.sharding(enabled=False) to opt out"
+        )
+    if error is not None:
+        raise error
+    failed = [(rank, message) for rank, (_, message, *_) in enumerate(told) if message]
+    if failed:
+        rank, message = failed[0]
+        raise RuntimeError(f"rank {rank} of the process group failed: {message}")
+    structure = next(told_structure for _, _, told_structure, _ in told if told_structure)
+    gathered = context.gather_rows(tensors, [meta for *_, meta in told])
     if structure == "tensor":
         return gathered[0]
     if structure == "tuple":
         return gathered
     return dict(zip(structure, gathered, strict=True))
+
+
+def row_meta(local: Sequence[torch.Tensor] | None) -> list[tuple[int, tuple, Any]] | None:
+    """``(rows, trailing shape, dtype)`` of each of a rank's outputs (``None``: none)."""
+    if local is None:
+        return None
+    return [(t.shape[0], tuple(t.shape[1:]), t.dtype) for t in local]
 
 
 def advance_attack_stream(

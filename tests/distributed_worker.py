@@ -90,6 +90,16 @@ def scenario() -> dict[str, torch.Tensor]:
         results["cset/no-labels"] = _build("cset", batch_size=BATCH_SIZE).select(
             model_r, pool=pool, labeled=labeled.subset(torch.zeros(0, dtype=torch.int64))
         )
+        # NaN inputs in the last rows: the rank that reads them raises, and so does every
+        # other rank (no rank is left waiting in a collective).
+        broken = pool.inputs.images.clone()
+        broken[-3:] = float("nan")
+        broken_pool = Pool(CountingImages(broken), pool.groups, num_groups=3)
+        try:
+            _build("ent", batch_size=BATCH_SIZE).select(model_r, pool=broken_pool)
+            results["raised/nan-inputs"] = torch.tensor(0)
+        except (ValueError, RuntimeError):
+            results["raised/nan-inputs"] = torch.tensor(1)
         result = evaluate(model_r, validation, batch_size=BATCH_SIZE, random_state=5)
     for kind, table in (("clean", result.clean), ("robust", result.robust)):
         for metric, value in table.items():
