@@ -193,6 +193,12 @@ class JIN(Strategy):
         Returns
         -------
         torch.Tensor, shape (N,) or (K,), on ``model_r``'s device.
+
+        Notes
+        -----
+        Under a process group each rank computes the raw scores of its shard of the
+        candidates, the raw scores are gathered and the z-scores taken over all of them, so
+        every rank returns the one-process scores (:mod:`fral.distributed`).
         """
         if pool is None:
             raise ValueError("JIN.score needs the candidates (pool)")
