@@ -95,11 +95,14 @@ def scenario() -> dict[str, torch.Tensor]:
         broken = pool.inputs.images.clone()
         broken[-3:] = float("nan")
         broken_pool = Pool(CountingImages(broken), pool.groups, num_groups=3)
-        try:
-            _build("ent", batch_size=BATCH_SIZE).select(model_r, pool=broken_pool)
-            results["raised/nan-inputs"] = torch.tensor(0)
-        except (ValueError, RuntimeError):
-            results["raised/nan-inputs"] = torch.tensor(1)
+        for name in ("ent", "cset", "badge"):
+            try:
+                _build(name, batch_size=BATCH_SIZE).select(
+                    model_r, pool=broken_pool, labeled=labeled
+                )
+                results[f"raised/{name}/nan-inputs"] = torch.tensor(0)
+            except (ValueError, RuntimeError):
+                results[f"raised/{name}/nan-inputs"] = torch.tensor(1)
         result = evaluate(model_r, validation, batch_size=BATCH_SIZE, random_state=5)
     for kind, table in (("clean", result.clean), ("robust", result.robust)):
         for metric, value in table.items():

@@ -285,13 +285,16 @@ class BADGE(EmbeddingStrategy):
             total = candidates.numel()
             context.check_same((total, self.batch_size), "the candidates and the batch size")
             start, stop = context.shard(total, self.batch_size)
-            local, logits = None, None
-            if stop > start:
-                local, logits = self.embed_local(
-                    request.model_r, request.pool, candidates[start:stop], return_logits=True
-                )
+            local, logits, error = None, None, None
+            try:
+                if stop > start:
+                    local, logits = self.embed_local(
+                        request.model_r, request.pool, candidates[start:stop], return_logits=True
+                    )
+            except Exception as caught:  # raised on every rank by empty_if_none
+                error = caught
             device = model_device(request.model_r)
-            local = empty_if_none(context, local, device)
+            local = empty_if_none(context, local, device, error)
             logits = empty_if_none(context, logits, device)
             scale = gradient_scale(logits) if logits.shape[0] else logits.float()
             picks = badge_kmeanspp_sharded(

@@ -357,10 +357,13 @@ class CSET(EmbeddingStrategy):
         total = candidates.numel()
         context.check_same((total, self.batch_size), "the candidates and the batch size")
         start, stop = context.shard(total, self.batch_size)
-        local = None
-        if stop > start:
-            local = self.embed_local(request.model_r, request.pool, candidates[start:stop])
-        local = empty_if_none(context, local, model_device(request.model_r))
+        local, error = None, None
+        try:
+            if stop > start:
+                local = self.embed_local(request.model_r, request.pool, candidates[start:stop])
+        except Exception as caught:  # raised on every rank by empty_if_none
+            error = caught
+        local = empty_if_none(context, local, model_device(request.model_r), error)
         labeled = self.embed(request.model_r, request.labeled) if len(request.labeled) else None
         # The candidates' mean, from every rank's float64 sum: not the bits of one process's
         # float32 mean, but no distance depends on it (centring only reduces cancellation).
@@ -383,11 +386,25 @@ class CSET(EmbeddingStrategy):
 
 
 def empty_if_none(
-    context: Context, local: torch.Tensor | None, device: torch.device
+    context: Context,
+    local: torch.Tensor | None,
+    device: torch.device,
+    error: Exception | None = None,
 ) -> torch.Tensor:
     """``local``, or a ``(0, d)`` tensor on ``device`` for a rank without candidates (``d``
-    and the dtype learnt from the other ranks), so that every rank takes part in each step."""
-    shapes = context.all_gather_object(None if local is None else (local.shape[1], local.dtype))
+    and the dtype learnt from the other ranks), so that every rank takes part in each step.
+
+    ``error``: what this rank's embedding raised; it is raised here, and a ``RuntimeError``
+    naming the rank on every other rank, so that no rank is left waiting.
+    """
+    shape = None if local is None else (local.shape[1], local.dtype)
+    told = context.all_gather_object((shape, None if error is None else repr(error)))
+    if error is not None:
+        raise error
+    failed = [(rank, message) for rank, (_, message) in enumerate(told) if message]
+    if failed:
+        raise RuntimeError(f"rank {failed[0][0]} of the process group failed: {failed[0][1]}")
+    shapes = [shape for shape, _ in told]
     if local is not None:
         return local
     width, dtype = next(shape for shape in shapes if shape is not None)
