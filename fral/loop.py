@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fral import distributed
 from fral._io import (
     CheckpointError,
     read_torch,
@@ -611,6 +612,14 @@ def run_experiment(
         )
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
+    if distributed.current() is not None:
+        # Every rank would write the run folder and ask the oracle: refuse rather than race.
+        raise ValueError(
+            "run_experiment does not run under torchrun (a process group of several ranks) "
+            "yet: run it in one process, or call it inside "
+            "fral.distributed.sharding(enabled=False) on one rank; the strategies, evaluate "
+            "and Trainer do run sharded (docs/distributed.md)"
+        )
     size = len(dataset.train)
     if isinstance(strategy, str):
         budget = max(1, round(budget_fraction * size))

@@ -20,6 +20,7 @@ from torch import nn
 from fral._modules import autocast, check_input_batch, check_module, evaluation_view, model_device
 from fral._random import RandomState, make_generator, resolve_seed
 from fral.attacks import as_attack, check_labels, run_attack
+from fral.distributed import advance_attack_stream, map_batches
 from fral.pool import Pool
 
 __all__ = [
@@ -288,6 +289,7 @@ def clean_and_adversarial_logits(
     batch_size: int,
     amp: bool | torch.dtype,
     generator: torch.Generator | None,
+    skipped_batches: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]]:
     """Logits of ``model`` on a labelled pool, clean and under ``attack``, batch by batch.
 
@@ -308,6 +310,9 @@ def clean_and_adversarial_logits(
         Autocast the forward passes.
     generator : torch.Generator, optional
         Source of the attack's random start, on the model's device.
+    skipped_batches : int, default 0
+        Advance ``generator`` first over the attack's draws on this many full batches (a
+        rank evaluating a shard; see :func:`fral.distributed.advance_attack_stream`).
 
     Yields
     ------
@@ -319,8 +324,10 @@ def clean_and_adversarial_logits(
     if len(data) == 0:
         raise ValueError("the evaluation data is empty: there is nothing to measure")
     with evaluation_view(model) as view:
-        for x, y, g in data.labeled_batches(batch_size, device=view.device):
+        for batch, (x, y, g) in enumerate(data.labeled_batches(batch_size, device=view.device)):
             check_input_batch(x)
+            if batch == 0 and attack is not None:
+                advance_attack_stream(attack, generator, skipped_batches, batch_size, x)
             with torch.no_grad(), autocast(view.device, amp):
                 clean = view(x)
             _check_logits(clean, "clean")
@@ -387,21 +394,29 @@ def evaluate(
         raise TypeError(f"data must be a labelled fral.Pool, got {type(data).__name__}")
     data.require_labels("the evaluation data")
     generator = make_generator(resolve_seed(random_state), model_device(model))
-    clean_chunks, adv_chunks = [], []
-    for clean, adversarial, _, _ in clean_and_adversarial_logits(
-        model,
-        data,
-        attack=attack,
-        robust=robust,
-        batch_size=batch_size,
-        amp=amp,
-        generator=generator,
-    ):
-        clean_chunks.append(clean.argmax(1))
-        if adversarial is not None:
-            adv_chunks.append(adversarial.argmax(1))
-    clean = torch.cat(clean_chunks).cpu()
-    adversarial = torch.cat(adv_chunks).cpu() if adv_chunks else None
+
+    def predictions(rows: torch.Tensor | None, skipped: int) -> tuple[torch.Tensor, ...]:
+        clean_chunks, adv_chunks = [], []
+        for clean, adversarial, _, _ in clean_and_adversarial_logits(
+            model,
+            data if rows is None else data.subset(rows),
+            attack=attack,
+            robust=robust,
+            batch_size=batch_size,
+            amp=amp,
+            generator=generator,
+            skipped_batches=skipped,
+        ):
+            clean_chunks.append(clean.argmax(1))
+            if adversarial is not None:
+                adv_chunks.append(adversarial.argmax(1))
+        clean = torch.cat(clean_chunks).cpu()
+        return (clean, torch.cat(adv_chunks).cpu()) if adv_chunks else (clean,)
+
+    # Under a process group each rank predicts its shard; the predictions are gathered.
+    predicted = map_batches(predictions, len(data), batch_size)
+    clean = predicted[0]
+    adversarial = predicted[1] if len(predicted) > 1 else None
     labels, groups = data.labels, data.groups
 
     def measure(predictions: torch.Tensor) -> dict[str, GroupMetric]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from fral._modules import autocast, check_module, evaluation_view, model_device
 from fral.attacks import as_attack, run_attack
+from fral.distributed import advance_attack_stream, map_batches
 from fral.predict import Data, iter_inputs, logits
 from fral.scores import entropy, kl_from_logits
 
@@ -57,6 +58,7 @@ def inconsistency_scores(
     amp: bool | torch.dtype = False,
     generator: torch.Generator | None = None,
     optimize: bool = True,
+    skipped_batches: int = 0,
 ) -> dict[str, torch.Tensor]:
     """JIN's raw inconsistency scores, Eq. 2 and 3, in one batched pass.
 
@@ -83,6 +85,10 @@ def inconsistency_scores(
         Source of the attack's random start.
     optimize : bool, default True
         Run optimised eval copies of the models.
+    skipped_batches : int, default 0
+        Advance ``generator`` first over the attack's draws on this many full batches of
+        ``batch_size`` (see :func:`fral.distributed.advance_attack_stream`): a rank scoring
+        the shard that starts there then draws the random starts one process draws.
 
     Returns
     -------
@@ -107,7 +113,9 @@ def inconsistency_scores(
         if "standard" in components:
             view_s = stack.enter_context(evaluation_view(model_s, optimize=optimize))
         device = view_r.device
-        for x in iter_inputs(data, batch_size, device, indices):
+        for batch, x in enumerate(iter_inputs(data, batch_size, device, indices)):
+            if batch == 0 and attack is not None:
+                advance_attack_stream(attack, generator, skipped_batches, batch_size, x)
             with torch.no_grad(), autocast(device, amp):
                 clean_r = view_r(x)
                 clean_s = view_s(x) if view_s is not None else None
@@ -152,5 +160,14 @@ def entropy_scores(
     amp: bool | torch.dtype = False,
 ) -> torch.Tensor:
     """Predictive entropy of ``model`` on clean inputs, shape ``(N,)`` (or ``(K,)`` for
-    ``indices``), on the model's device."""
-    return entropy(logits(model, data, indices=indices, batch_size=batch_size, amp=amp))
+    ``indices``), on the model's device.
+
+    Under a process group the logits are computed shard by shard across the ranks and
+    gathered (:func:`fral.distributed.map_batches`); every rank returns all entropies.
+    """
+
+    def shard_logits(rows: torch.Tensor | None, _skipped: int) -> torch.Tensor:
+        return logits(model, data, indices=rows, batch_size=batch_size, amp=amp)
+
+    total = len(data) if indices is None else len(indices)
+    return entropy(map_batches(shard_logits, total, batch_size, indices))

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from fral._modules import autocast, check_module, model_device, preserved_mode
 from fral._random import RandomState, make_generator, resolve_seed
 from fral.attacks import check_labels
+from fral.distributed import Context, current
 from fral.pool import Pool
 
 __all__ = [
@@ -574,8 +575,14 @@ def _trades(
     amp: bool | torch.dtype,
     form: str,
     check_labels: bool = False,
+    noise_rows: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
-    """:func:`trades_loss` on checked arguments (``check_labels``: check ``y`` against C)."""
+    """:func:`trades_loss` on checked arguments (``check_labels``: check ``y`` against C).
+
+    ``noise_rows = (start, stop, rows)``: ``x`` is rows ``start:stop`` of a batch of ``rows``
+    (one rank's part of a global batch); the attack's random start is drawn for the whole
+    batch and cut, so the rows get the noise one process gives them.
+    """
     device = model_device(model)
     x = x.detach()
     with preserved_mode(model, training=False), _frozen_parameters(model):
@@ -589,6 +596,7 @@ def _trades(
             bounds=bounds,
             generator=generator,
             amp=amp,
+            noise_rows=noise_rows,
         )
     rows = x.shape[0]
     with preserved_mode(model, training=True), autocast(device, amp):
@@ -613,10 +621,12 @@ def _trades_attack(
     bounds: Bounds,
     generator: torch.Generator | None,
     amp: bool | torch.dtype,
+    noise_rows: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """TRADES' inner maximisation with the official arithmetic; ``model`` in eval mode.
 
-    ``y``, when given, is checked against the width of the clean logits.
+    ``y``, when given, is checked against the width of the clean logits. ``noise_rows``: see
+    :func:`_trades`.
     """
     if torch.is_inference_mode_enabled():
         raise RuntimeError("TRADES needs gradients: it cannot run inside torch.inference_mode()")
@@ -627,7 +637,12 @@ def _trades_attack(
         check_labels(y, clean.shape[1], "y")
     target = F.softmax(clean.float(), dim=1)
     noise_device = "cpu" if generator is None else generator.device
-    noise = 0.001 * torch.randn(x.shape, generator=generator, device=noise_device)
+    if noise_rows is None:
+        noise = 0.001 * torch.randn(x.shape, generator=generator, device=noise_device)
+    else:
+        start, stop, rows = noise_rows
+        shape = (rows, *x.shape[1:])
+        noise = 0.001 * torch.randn(shape, generator=generator, device=noise_device)[start:stop]
     x_adv = x + noise.to(device=x.device, dtype=x.dtype)
     low, high = x - eps, x + eps
     for _ in range(steps):
@@ -643,6 +658,14 @@ def _trades_attack(
     if bounds is not None:
         x_adv = torch.clamp(x_adv, bounds[0], bounds[1])
     return x_adv.detach()
+
+
+def _average_buffers(model: nn.Module, context: Context) -> None:
+    """Average the floating buffers (BatchNorm's running statistics) over the ranks, in
+    place, so that every rank holds the same model after a fit."""
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            buffer.copy_(context.all_reduce(buffer) / context.world_size)
 
 
 @contextlib.contextmanager
@@ -716,6 +739,20 @@ class Trainer:
         Seed of every random draw of the training.
     progress : bool
         Show a tqdm bar per epoch.
+
+    Under a process group (``torchrun``; see :mod:`fral.distributed`), every rank calls
+    :meth:`fit` with the same data and the training is data-parallel: every rank draws the
+    same epoch order from rank 0's generator state, takes its contiguous part of each global
+    batch of ``batch_size`` (rows ``[r b / W, (r + 1) b / W)``), weights its mean loss by its
+    share of the rows, and one all-reduce per step sums the gradients (and the loss), so each
+    step is the one-process step on the whole batch up to float rounding; TRADES' random start
+    is drawn for the whole batch and cut, so each sample gets its one-process noise. Unlike
+    ``DistributedDataParallel`` the model is never wrapped (it is the caller's model
+    throughout, and the all-reduce comes after the backward pass rather than overlapping it).
+    What differs from one process: BatchNorm normalises with each rank's part of the batch
+    (as DDP without ``SyncBatchNorm``) and its running statistics are averaged over the ranks
+    at the end of each :meth:`fit`, so every rank holds the same model; Dropout masks are
+    drawn per rank.
 
     Examples
     --------
@@ -851,6 +888,7 @@ class Trainer:
         total = config.epochs * batches_per_epoch
         warmup = round(config.warmup_epochs * batches_per_epoch)
         history = []
+        context = current()
         # Dropout draws from the global RNG: fork it so training is reproducible from our seed
         # and the caller's global RNG stream is left as it was.
         devices = [device] if device.type == "cuda" else []
@@ -863,6 +901,9 @@ class Trainer:
                     bounds,
                 )
             self._probe(pool, labels, config)
+            if context is not None:  # every rank draws rank 0's batches and random starts
+                state = context.broadcast(self.generator.get_state(), 0)
+                self.generator.set_state(state.cpu())
             # Drawn after the checks: a refused call leaves the trainer's generator as it was.
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
             step = 0
@@ -883,12 +924,15 @@ class Trainer:
                         group.update(
                             lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
                         )
-                    x = pool.get_inputs(index)
-                    if per_batch:
-                        _check_inputs(x, "data", self.model, bounds)
-                    x = x.to(device, non_blocking=True)
-                    y = labels[index].to(device, non_blocking=True)
-                    loss = self._loss(x, y, config)
+                    if context is not None:
+                        loss = self._distributed_step(pool, labels, index, config, context)
+                    else:
+                        x = pool.get_inputs(index)
+                        if per_batch:
+                            _check_inputs(x, "data", self.model, bounds)
+                        x = x.to(device, non_blocking=True)
+                        y = labels[index].to(device, non_blocking=True)
+                        loss = self._loss(x, y, config)
                     if not bool(torch.isfinite(loss)):
                         raise NonFiniteLossError(
                             f"the training loss is {float(loss.detach())} at epoch "
@@ -896,8 +940,9 @@ class Trainer:
                             f"(lr {lr:.4g}): lower lr, or check the inputs and labels; the "
                             "model keeps the weights of the last finite step"
                         )
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if context is None:
+                        self.optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
                     self.optimizer.step()
                     losses.append(loss.detach())
                     step += 1
@@ -910,9 +955,62 @@ class Trainer:
                         "seconds": time.perf_counter() - start,
                     }
                 )
+            if context is not None:
+                _average_buffers(self.model, context)
         return history
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    def _distributed_step(
+        self,
+        pool: Pool,
+        labels: torch.Tensor,
+        index: torch.Tensor,
+        config: TrainConfig,
+        context: Context,
+    ) -> torch.Tensor:
+        """This rank's part of one global batch: forward, backward, gradients summed.
+
+        Rank ``r`` takes rows ``[r b / W, (r + 1) b / W)`` of the global batch of ``b``; its
+        mean loss is weighted by its share of the rows, so the gradients summed over the
+        ranks (one all-reduce of all gradients and the loss) are those of the global batch's
+        mean loss. Returns the global batch's loss, the same on every rank.
+        """
+        device = model_device(self.model)
+        rows = index.numel()
+        start = context.rank * rows // context.world_size
+        stop = (context.rank + 1) * rows // context.world_size
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = torch.zeros((), device=device)
+        if stop > start:  # a global batch smaller than the world leaves some ranks idle
+            x = pool.get_inputs(index[start:stop])
+            if not isinstance(pool.inputs, torch.Tensor):
+                _check_inputs(x, "data", self.model, config.bounds if config.adversarial else None)
+            x = x.to(device, non_blocking=True)
+            y = labels[index[start:stop]].to(device, non_blocking=True)
+            local = self._loss(x, y, config, noise_rows=(start, stop, rows))
+            loss = local * ((stop - start) / rows)
+            if bool(torch.isfinite(loss)):
+                loss.backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in parameters]
+        dtype = grads[0].dtype if grads else loss.dtype
+        flat = torch.cat(
+            [g.reshape(-1).to(dtype) for g in grads] + [loss.detach().reshape(1).to(dtype)]
+        )
+        flat = context.all_reduce(flat)
+        offset = 0
+        for parameter, grad in zip(parameters, grads, strict=True):
+            size = grad.numel()
+            parameter.grad = flat[offset : offset + size].view_as(grad).to(grad.dtype)
+            offset += size
+        return flat[-1]
+
+    def _loss(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        config: TrainConfig,
+        noise_rows: tuple[int, int, int] | None = None,
+    ) -> torch.Tensor:
         with _lone_sample_hint(x, config):
             if config.adversarial:
                 return _trades(
@@ -927,6 +1025,7 @@ class Trainer:
                     generator=self.generator,
                     amp=config.amp,
                     form=config.trades,
+                    noise_rows=noise_rows,
                 )
             with autocast(model_device(self.model), config.amp):
                 logits = _logits(self.model(x), x.shape[0]).float()

@@ -21,6 +21,7 @@ EXPECTED = {
     "your_own_oracle.py": "exactly what an uninterrupted run labels",
     "adult_fairness.py": "| JIN |",
     "own_training_loop.py": "reloaded",
+    "distributed_selection.py": "picks and evaluation identical to one process",
 }
 
 

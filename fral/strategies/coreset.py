@@ -7,7 +7,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from fral._modules import model_device
 from fral._random import RandomState
+from fral.distributed import Context, current, global_argmax, map_batches
 from fral.pool import Pool
 from fral.predict import embeddings
 from fral.protocol import (
@@ -27,7 +29,9 @@ __all__ = [
     "EmbeddingStrategy",
     "center_",
     "check_embeddings",
+    "empty_if_none",
     "kcenter_greedy",
+    "kcenter_greedy_sharded",
     "squared_norms",
 ]
 
@@ -224,7 +228,27 @@ class EmbeddingStrategy(Strategy):
         """Embeddings ``(N, d)`` of ``data`` (and logits ``(N, C)``), on the model's device.
 
         With ``indices``, of those samples only, in that order: ``(K, d)`` (and ``(K, C)``).
+        Under a process group each rank embeds its shard and every rank gets all rows
+        (:func:`fral.distributed.map_batches`).
         """
+
+        def shard_embeddings(
+            rows: torch.Tensor | None, _skipped: int
+        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+            return self.embed_local(model, data, rows, return_logits=return_logits)
+
+        total = len(data) if indices is None else len(indices)
+        return map_batches(shard_embeddings, total, self.batch_size, indices)
+
+    def embed_local(
+        self,
+        model: nn.Module,
+        data: Pool,
+        indices: torch.Tensor | None,
+        *,
+        return_logits: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`embed`, on this process alone (no sharding, no gathering)."""
         return embeddings(
             model,
             data,
@@ -305,6 +329,9 @@ class CSET(EmbeddingStrategy):
     def _select(self, request: Request) -> torch.Tensor:
         candidates = candidate_indices(request.pool, request.group)
         count = clip_budget(self.budget, candidates.numel())
+        context = current()
+        if context is not None:
+            return candidates[self._select_sharded(request, candidates, count, context)]
         pool_embeddings = self.embed(request.model_r, request.pool, indices=candidates)
         labeled_embeddings = None
         if len(request.labeled) > 0:
@@ -318,3 +345,145 @@ class CSET(EmbeddingStrategy):
             chunk_size=self.chunk_size,
         )
         return candidates[picks.cpu()]
+
+    def _select_sharded(
+        self, request: Request, candidates: torch.Tensor, count: int, context: Context
+    ) -> torch.Tensor:
+        """k-center greedy with each rank holding the embeddings of its own shard only.
+
+        The labelled embeddings (``M`` rows) are on every rank; the candidates' are not
+        gathered. Returns positions in ``candidates`` (CPU), as :func:`kcenter_greedy`.
+        """
+        total = candidates.numel()
+        context.check_same((total, self.batch_size), "the candidates and the batch size")
+        start, stop = context.shard(total, self.batch_size)
+        local, error = None, None
+        try:
+            if stop > start:
+                local = self.embed_local(request.model_r, request.pool, candidates[start:stop])
+        except Exception as caught:  # raised on every rank by empty_if_none
+            error = caught
+        local = empty_if_none(context, local, model_device(request.model_r), error)
+        labeled = self.embed(request.model_r, request.labeled) if len(request.labeled) else None
+        # The candidates' mean, from every rank's float64 sum: not the bits of one process's
+        # float32 mean, but no distance depends on it (centring only reduces cancellation).
+        origin = context.all_reduce(local.double().sum(0)) / total
+        with torch.inference_mode():
+            local.sub_(origin.to(local.dtype))
+            if labeled is not None:
+                labeled.sub_(origin.to(labeled.dtype))
+        picks = kcenter_greedy_sharded(
+            context,
+            local,
+            start,
+            total,
+            labeled,
+            count,
+            generator=request.generator("cpu"),
+            chunk_size=self.chunk_size,
+        )
+        return picks.cpu()
+
+
+def empty_if_none(
+    context: Context,
+    local: torch.Tensor | None,
+    device: torch.device,
+    error: Exception | None = None,
+) -> torch.Tensor:
+    """``local``, or a ``(0, d)`` tensor on ``device`` for a rank without candidates (``d``
+    and the dtype learnt from the other ranks), so that every rank takes part in each step.
+
+    ``error``: what this rank's embedding raised; it is raised here, and a ``RuntimeError``
+    naming the rank on every other rank, so that no rank is left waiting.
+    """
+    shape = None if local is None else (local.shape[1], local.dtype)
+    told = context.all_gather_object((shape, None if error is None else repr(error)))
+    if error is not None:
+        raise error
+    failed = [(rank, message) for rank, (_, message) in enumerate(told) if message]
+    if failed:
+        raise RuntimeError(f"rank {failed[0][0]} of the process group failed: {failed[0][1]}")
+    shapes = [shape for shape, _ in told]
+    if local is not None:
+        return local
+    width, dtype = next(shape for shape in shapes if shape is not None)
+    return torch.empty((0, width), dtype=dtype, device=device)
+
+
+def kcenter_greedy_sharded(
+    context: Context,
+    local_embeddings: torch.Tensor,
+    offset: int,
+    total: int,
+    labeled_embeddings: torch.Tensor | None,
+    budget: int,
+    *,
+    generator: torch.Generator | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> torch.Tensor:
+    """:func:`kcenter_greedy` with the candidates split across the ranks of ``context``.
+
+    Parameters
+    ----------
+    context : fral.distributed.Context
+    local_embeddings : torch.Tensor, shape (k_r, d)
+        This rank's candidates: rows ``offset .. offset + k_r`` of all ``total`` (ranks
+        ascend in rows; ``k_r`` may be 0).
+    offset, total : int
+    labeled_embeddings : torch.Tensor, shape (M, d), or None
+        The labelled set, the same on every rank.
+    budget : int
+    generator : torch.Generator, optional
+        CPU generator of the first pick when there is no labelled sample (the same seed on
+        every rank).
+    chunk_size : int, default 2**24
+
+    Returns
+    -------
+    torch.Tensor, shape (min(budget, total),), int64, on the CPU
+        Rows of all candidates, in pick order; the same on every rank.
+
+    Notes
+    -----
+    Each rank keeps the distances of its own rows only: memory O(total / world size + M d)
+    per rank. Each step reduces the global arg-max (the lowest row among ties, as
+    ``torch.argmax`` in one process) with one all-gather of two numbers, and the owner
+    broadcasts the chosen embedding with its squared norm (``d + 1`` numbers). Distances are
+    computed as in :func:`kcenter_greedy`, so the picks are those of one process unless two
+    distances differ only in the last bits (the centring mean is summed in another order).
+    """
+    count = min(check_budget(budget), total)
+    chunk_size = _check_chunk_size(chunk_size)
+    picks = []
+    with torch.inference_mode():
+        points_sq = squared_norms(local_embeddings, chunk_size)
+        width = local_embeddings.shape[1] + 1
+
+        def row_of(local: int) -> torch.Tensor:  # an arg-max's winner comes with its data
+            return torch.cat([local_embeddings[local], points_sq[local : local + 1]])
+
+        min_distances = torch.full_like(points_sq, float("inf"))
+        if labeled_embeddings is not None and labeled_embeddings.shape[0] > 0:
+            labeled = labeled_embeddings.to(local_embeddings.dtype)
+            _update_min_distances(min_distances, local_embeddings, points_sq, labeled, chunk_size)
+            pick, owner, centre = global_argmax(context, min_distances, offset, row_of, width)
+        else:
+            pick = int(torch.randint(total, (1,), generator=generator))
+            stops = context.all_gather_object(offset + local_embeddings.shape[0])
+            owner = next(rank for rank, stop in enumerate(stops) if pick < stop)
+            centre = points_sq.new_zeros(width)
+            if owner == context.rank:
+                centre = row_of(pick - offset)
+            centre = context.broadcast(centre, owner)
+        for step in range(count):
+            if step:
+                pick, owner, centre = global_argmax(context, min_distances, offset, row_of, width)
+            picks.append(pick)
+            centre = centre.to(local_embeddings.dtype)
+            distances = torch.addmv(points_sq, local_embeddings, centre[:-1], alpha=-2)
+            distances.add_(centre[-1]).clamp_min_(0)
+            torch.minimum(min_distances, distances, out=min_distances)
+            if owner == context.rank:
+                min_distances[pick - offset] = -1.0
+    return torch.tensor(picks, dtype=torch.int64)

@@ -9,6 +9,7 @@ from torch import nn
 
 from fral._modules import model_device, warn_user
 from fral._random import RandomState, make_generator
+from fral.distributed import map_batches
 from fral.pool import Pool, as_index_tensor
 from fral.protocol import (
     Request,
@@ -146,8 +147,13 @@ class JIN(Strategy):
         *,
         indices: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        skipped_batches: int = 0,
     ) -> dict[str, torch.Tensor]:
-        """Raw ``I_std`` and/or ``I_rob`` per candidate, on ``model_r``'s device."""
+        """Raw ``I_std`` and/or ``I_rob`` per candidate, on ``model_r``'s device.
+
+        ``skipped_batches``: see :func:`fral.scoring.inconsistency_scores`. Not sharded
+        (:meth:`score` shards it across ranks).
+        """
         return inconsistency_scores(
             model_r,
             data,
@@ -159,6 +165,7 @@ class JIN(Strategy):
             amp=self.amp,
             generator=generator,
             optimize=self.optimize,
+            skipped_batches=skipped_batches,
         )
 
     def score(
@@ -186,6 +193,12 @@ class JIN(Strategy):
         Returns
         -------
         torch.Tensor, shape (N,) or (K,), on ``model_r``'s device.
+
+        Notes
+        -----
+        Under a process group each rank computes the raw scores of its shard of the
+        candidates, the raw scores are gathered and the z-scores taken over all of them, so
+        every rank returns the one-process scores (:mod:`fral.distributed`).
         """
         if pool is None:
             raise ValueError("JIN.score needs the candidates (pool)")
@@ -196,7 +209,14 @@ class JIN(Strategy):
         if generator is None:
             seed = int(torch.randint(0, 2**62, (1,), generator=self._rng).item())
             generator = make_generator(seed, model_device(model_r))
-        scores = self.component_scores(model_r, model_s, pool, indices=indices, generator=generator)
+        total = len(pool) if indices is None else len(indices)
+
+        def shard_scores(rows: torch.Tensor | None, skipped: int) -> dict[str, torch.Tensor]:
+            return self.component_scores(
+                model_r, model_s, pool, indices=rows, generator=generator, skipped_batches=skipped
+            )
+
+        scores = map_batches(shard_scores, total, self.batch_size, indices)
         return fuse(*(scores[name] for name in self.components), weights=self.weights)
 
     def _select(self, request: Request) -> torch.Tensor:
