@@ -1,0 +1,108 @@
+"""The notebooks under examples/ run top to bottom at their CI size and show what they claim.
+
+Each notebook is executed in a fresh kernel (nbclient) with ``FRAL_EXAMPLE_SIZE=ci``, in a
+temporary working directory; a cell appended here (never committed) prints, as JSON, the values
+that the notebook's claims rest on, and the test asserts the claims on them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+# Per notebook: code run after its last cell, printing the values its claims rest on as JSON.
+PROBES = {
+    "quickstart.ipynb": """
+import itertools
+import json
+print(json.dumps({
+    "budget": budget,
+    "picks": picks.tolist(),
+    "groups_of_picks": pool.groups[picks].tolist(),
+    "z_star": int(z_star),
+    "clean_average": before.clean["accuracy"].average,
+    "num_classes": data.num_classes,
+    "results": [r.to_dict() for r in results],
+}))
+""",
+    "full_loop.ipynb": """
+import itertools
+import json
+print(json.dumps({
+    "rounds": rounds,
+    "history": result.history,
+    "longer": longer.history,
+    "files": sorted(p.name for p in folder.iterdir()),
+    "num_classes": data.num_classes,
+}))
+""",
+}
+
+
+def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Run the notebook at the CI size; the probe's JSON."""
+    notebook = nbformat.read(EXAMPLES / name, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(PROBES[name]))
+    monkeypatch.setenv("FRAL_EXAMPLE_SIZE", "ci")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny models run faster on shared cores
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()  # a cell that raises fails the test with its traceback
+    outputs = [o for o in notebook.cells[-1].outputs if o.get("name") == "stdout"]
+    return json.loads("".join(o["text"] for o in outputs))
+
+
+def test_every_notebook_is_tested() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.ipynb")) == sorted(PROBES)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_without_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{path.name} holds outputs: clear them before committing"
+            )
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown" and "FRAL_EXAMPLE_SIZE" in first.source
+
+
+def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = execute("quickstart.ipynb", tmp_path, monkeypatch)
+    picks = values["picks"]
+    assert len(picks) == values["budget"] == len(set(picks))
+    assert set(values["groups_of_picks"]) == {values["z_star"]}  # JIN drew from the worst group
+    assert values["clean_average"] > 1 / values["num_classes"]  # M_R learned above chance
+    results = values["results"]
+    assert [r["strategy"] for r in results] == ["RAND", "JIN"]
+    assert results[0]["history"][-1]["labeled"] == results[1]["history"][-1]["labeled"]
+    assert results[0]["labeled"] != results[1]["labeled"]  # other samples labelled
+
+
+def test_full_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = execute("full_loop.ipynb", tmp_path, monkeypatch)
+    history, rounds = values["history"], values["rounds"]
+    assert [r["round"] for r in history] == list(range(rounds + 1))
+    for before, after in itertools.pairwise(history):
+        assert after["labeled"] - before["labeled"] == after["budget"]  # the budget, each round
+    assert {"worst_group.png", "per_group.png", "history.json"} <= set(values["files"])
+    final = history[-1]["test"]["summary"]
+    assert final["clean_accuracy_average"] > 1 / values["num_classes"]  # above chance
+    # Resumed with one more round: the first rounds are the saved ones, one round is added.
+    assert values["longer"][: rounds + 1] == history and len(values["longer"]) == rounds + 2
