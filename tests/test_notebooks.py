@@ -44,6 +44,18 @@ print(json.dumps({
     "num_classes": data.num_classes,
 }))
 """,
+    "scorers_in_your_pipeline.ipynb": """
+import json
+print(json.dumps({
+    "gaps": [gap_standard, gap_robust, gap_joint],
+    "picks": picks.tolist(),
+    "jin_picks": jin_picks.tolist(),
+    "budget": budget,
+    "candidates": len(candidates),
+    "shapes": [list(standard.shape), list(robust.shape), list(joint.shape)],
+    "rho": float(rho),
+}))
+""",
 }
 
 
@@ -106,3 +118,14 @@ def test_full_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert final["clean_accuracy_average"] > 1 / values["num_classes"]  # above chance
     # Resumed with one more round: the first rounds are the saved ones, one round is added.
     assert values["longer"][: rounds + 1] == history and len(values["longer"]) == rounds + 2
+
+
+def test_scorers_in_your_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = execute("scorers_in_your_pipeline.ipynb", tmp_path, monkeypatch)
+    count = values["candidates"]
+    assert values["shapes"] == [[count]] * 3
+    # By hand, fral.scoring and JIN give the same scores (float noise of folded BatchNorm)...
+    assert max(values["gaps"]) < 1e-4, values["gaps"]
+    # ...and the same picks.
+    assert values["jin_picks"] == values["picks"] and len(values["picks"]) == values["budget"]
+    assert -1 <= values["rho"] <= 1
