@@ -56,6 +56,15 @@ print(json.dumps({
     "rho": float(rho),
 }))
 """,
+    "comparing_strategies.ipynb": """
+import json
+print(json.dumps({
+    "strategies": strategies,
+    "results": results,
+    "table": final_table(results),
+    "files": sorted(p.name for p in output.iterdir()),
+}))
+""",
 }
 
 
@@ -129,3 +138,16 @@ def test_scorers_in_your_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # ...and the same picks.
     assert values["jin_picks"] == values["picks"] and len(values["picks"]) == values["budget"]
     assert -1 <= values["rho"] <= 1
+
+
+def test_comparing_strategies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = execute("comparing_strategies.ipynb", tmp_path, monkeypatch)
+    results = values["results"]
+    assert [r["strategy"] for r in results] == values["strategies"]
+    # Equal budgets, different choices, hence different final rows.
+    assert len({r["history"][-1]["labeled"] for r in results}) == 1
+    assert len({tuple(r["labeled"]) for r in results}) == len(results)
+    rows = [line for line in values["table"].splitlines() if line.startswith("| ")][1:]
+    cells = {tuple(line.split("|")[2:8]) for line in rows[1:]}  # without the header and round 0
+    assert len(rows) == len(results) + 1 and len(cells) == len(results), values["table"]
+    assert {"worst_group.png", "final.png"} <= set(values["files"])
