@@ -65,6 +65,16 @@ print(json.dumps({
     "files": sorted(p.name for p in output.iterdir()),
 }))
 """,
+    "your_own_data.ipynb": """
+import json
+print(json.dumps({
+    "tabular": tabular.history,
+    "images": pictured.history,
+    "lazy": pictures.train.lazy,
+    "mmap": type(images).__name__,
+    "classes": [table.num_classes, pictures.num_classes],
+}))
+""",
 }
 
 
@@ -151,3 +161,14 @@ def test_comparing_strategies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     cells = {tuple(line.split("|")[2:8]) for line in rows[1:]}  # without the header and round 0
     assert len(rows) == len(results) + 1 and len(cells) == len(results), values["table"]
     assert {"worst_group.png", "final.png"} <= set(values["files"])
+
+
+def test_your_own_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = execute("your_own_data.ipynb", tmp_path, monkeypatch)
+    assert values["lazy"] and values["mmap"] == "memmap"  # uint8 images read per batch
+    for history, classes in zip(
+        (values["tabular"], values["images"]), values["classes"], strict=True
+    ):
+        assert len(history) >= 2 and history[-1]["labeled"] > history[0]["labeled"]
+        final = history[-1]["test"]["summary"]
+        assert final["clean_accuracy_average"] > 1 / classes  # learned above chance
