@@ -75,6 +75,11 @@ print(json.dumps({
     "classes": [table.num_classes, pictures.num_classes],
 }))
 """,
+    "robustness_per_group.ipynb": """
+import json
+curves = [[*key, values] for key, values in curves.items()]
+print(json.dumps({"per_group": per_group, "curves": curves}))
+""",
 }
 
 
@@ -172,3 +177,18 @@ def test_your_own_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(history) >= 2 and history[-1]["labeled"] > history[0]["labeled"]
         final = history[-1]["test"]["summary"]
         assert final["clean_accuracy_average"] > 1 / classes  # learned above chance
+
+
+def test_robustness_per_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = execute("robustness_per_group.ipynb", tmp_path, monkeypatch)
+    for figures in values["per_group"].values():
+        clean = figures["clean"]
+        for setting, accuracies in figures.items():
+            # No group is more accurate under an attack than on clean inputs.
+            assert all(a <= c for a, c in zip(accuracies, clean, strict=True)), (setting, figures)
+        # PGD-20 is at least as strong as PGD-5 here, group by group.
+        assert all(a <= b for a, b in zip(figures["PGD-20"], figures["PGD-5"], strict=True)), (
+            figures
+        )
+    for _model, _group, curve in values["curves"]:
+        assert curve[0] >= curve[-1]  # clean vs the largest radius, every model and group
