@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.fral-installed
 
-.PHONY: install demo test wheel-check lint format bench clean
+.PHONY: install demo test wheel-check lint format bench notebooks clean
 
 install: $(STAMP)
 
@@ -45,6 +45,16 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_pgd.py
 	$(PY) benchmarks/bench_scoring.py
 	$(PY) benchmarks/bench_selection.py
+
+# Execute every notebook under examples/ at FRAL_EXAMPLE_SIZE (full: minutes each; ci: seconds,
+# as the tests run them). The executed copies, outputs included, go to examples/runs/ (git-ignored).
+FRAL_EXAMPLE_SIZE ?= full
+notebooks: $(STAMP)
+	mkdir -p examples/runs
+	for notebook in examples/*.ipynb; do \
+		FRAL_EXAMPLE_SIZE=$(FRAL_EXAMPLE_SIZE) $(VENV)/bin/jupyter-execute --timeout=3600 \
+			--output='runs/{notebook_name}' "$$notebook" || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
