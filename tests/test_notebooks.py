@@ -21,7 +21,6 @@ EXAMPLES = ROOT / "examples"
 # Per notebook: code run after its last cell, printing the values its claims rest on as JSON.
 PROBES = {
     "quickstart.ipynb": """
-import itertools
 import json
 print(json.dumps({
     "budget": budget,
@@ -34,7 +33,6 @@ print(json.dumps({
 }))
 """,
     "full_loop.ipynb": """
-import itertools
 import json
 print(json.dumps({
     "rounds": rounds,
