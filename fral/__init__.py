@@ -5,6 +5,7 @@
 """
 
 from fral._modules import OptimizationWarning, clear_cache
+from fral.active_set import ActiveSet
 from fral.attacks import PGD, TorchattacksAttack, as_attack, pgd
 from fral.datasets import FairDataset, load_dataset
 from fral.loop import initialize, run_experiment
@@ -72,6 +73,7 @@ __all__ = [
     "PGD",
     "RAND",
     "STRATEGIES",
+    "ActiveSet",
     "Evaluation",
     "FairAL",
     "FairDataset",

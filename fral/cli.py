@@ -4,7 +4,11 @@
   about five minutes on 2 CPU cores; prints a per-round table, writes the results JSON and a
   PNG of worst-group accuracy per round. ``--tiny`` shrinks it to seconds (for CI).
 - ``fral run``: any data set, strategies, seeds and loop options; every (seed, strategy) run
-  checkpoints after each round and ``--resume`` continues them.
+  checkpoints after each round and ``--resume`` continues them. ``--dataset`` is a name of
+  :data:`fral.datasets.DATASETS` or a path to a data set file (the ``.npz`` form of
+  :func:`fral.datasets.load_npz`); the paper's data sets (utkface, cinic10, ham10000) are read
+  from the local copy ``--data-dir`` names and run with the paper's settings
+  (:mod:`fral.presets`) wherever the command line does not set an option.
 - ``fral report``: the paper's Table 1 (mean ± std over seeds) and the plot, from saved runs.
 
 Bad arguments print one line and exit with status 2; any failure of a command prints one
@@ -13,15 +17,24 @@ traceback instead). An output folder is locked while a command writes to it (a s
 ``fral run`` on it fails at once), and ``--resume`` refuses options, data (``--dataset``,
 ``--limit``, ``--split-seed``) or a model that differ from the ones the runs were started
 with, naming them.
+
+Where each setting comes from: an option given on the command line wins; else the paper's
+preset for the data set (:data:`fral.presets.PAPER_PRESETS`); else the data set's own value
+(its threat model ``eps``/``alpha``/``bounds``, ``metric``, ``oversample``); else the generic
+default shown by ``--help``. ``fral run`` prints the values that did not come from the
+generic defaults and writes every value with its source to ``OUT/settings.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
+import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,8 +47,10 @@ from fral._io import (
     read_json,
     write_json,
 )
-from fral.datasets import DATASETS, FairDataset, load_dataset
+from fral.datasets import DATASETS, FairDataset, load_dataset, load_npz
 from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
+from fral.models import MODELS
+from fral.presets import PAPER_PRESETS, PaperPreset, paper_preset
 from fral.report import (
     final_table,
     labelled_table,
@@ -72,89 +87,252 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _bounds_argument(text: str) -> list[float] | str:
+    """``LOW,HIGH`` as ``[low, high]``, or ``none`` (unbounded features) as ``"none"``."""
+    if text.strip().lower() == "none":
+        return "none"
+    parts = text.split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be LOW,HIGH (e.g. 0,1) or none (unbounded features), got {text!r}"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"must be two finite numbers LOW < HIGH, got {text!r}")
+    return [low, high]
+
+
+def _dataset_argument(text: str) -> str:
+    """A name of :data:`DATASETS`, else the path of an existing data set file."""
+    if text in DATASETS or Path(text).is_file():
+        return text
+    if Path(text).suffix == ".npz" or Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text} is not a file (a data set file is an .npz)")
+    raise argparse.ArgumentTypeError(
+        f"unknown data set {text!r}: give a name ({', '.join(sorted(DATASETS))}) or the path "
+        "of an .npz data set file"
+    )
+
+
+#: The options a paper preset may set, with their generic defaults (used where neither the
+#: command line nor a preset gives a value). ``None``: the data set's own value (``metric``,
+#: ``oversample``, the threat model), the data set's kind (``model``: smallcnn for images, mlp
+#: for tabular) or, for ``warmup_epochs``, ``min(1, epochs / 5)`` per phase (0.5 for
+#: fine-tuning).
+GENERIC_DEFAULTS: dict[str, Any] = {
+    "rounds": 5,
+    "initial_fraction": 0.2,
+    "budget_fraction": 0.02,
+    "standard_mode": "finetune",
+    "attack_steps": 5,
+    "model": None,
+    "width": 0.5,
+    "epochs": 30,
+    "finetune_epochs": 10,
+    "standard_epochs": 10,
+    "lr": 0.05,
+    "finetune_lr": 0.02,
+    "warmup_epochs": None,
+    "batch_size": 64,
+    "momentum": 0.9,
+    "weight_decay": 2e-4,
+    "beta": 6.0,
+    "oversample": None,
+    "metric": None,
+    "eps": None,
+    "alpha": None,
+    "bounds": None,
+}
+_PRESET_NOTE = " (default {}, or the preset's)"
+
+
 def _add_loop_options(parser: argparse.ArgumentParser) -> None:
+    def default(name: str) -> str:
+        return _PRESET_NOTE.format(GENERIC_DEFAULTS[name])
+
     group = parser.add_argument_group("loop (Algorithm 1)")
-    group.add_argument("--rounds", type=int, default=5, help="active rounds K (default 5)")
+    group.add_argument("--rounds", type=int, help="active rounds K" + default("rounds"))
     group.add_argument(
         "--initial-fraction",
         type=_fraction,
-        default=0.2,
-        help="share of the training split labelled at start (default 0.2)",
+        help="share of the training split labelled at start" + default("initial_fraction"),
     )
     group.add_argument(
         "--budget-fraction",
         type=_fraction,
-        default=0.02,
-        help="labels per round as a share of the training split (default 0.02)",
+        help="labels per round as a share of the training split" + default("budget_fraction"),
     )
     group.add_argument(
         "--standard-mode",
         choices=["finetune", "scratch"],
-        default="finetune",
-        help="M_S each round: continue the last one (default) or retrain from scratch as the paper",
+        help="M_S each round: continue the last one or retrain from scratch as the paper"
+        + default("standard_mode"),
     )
     group.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     group.add_argument(
         "--attack-steps",
         type=_positive_int,
-        default=5,
-        help="PGD steps of the evaluation, worst-group and strategy attacks (default 5)",
+        help="PGD steps of the evaluation, worst-group and strategy attacks"
+        + default("attack_steps"),
     )
     train = parser.add_argument_group("training (SGD, warm-up + cosine, TRADES)")
     train.add_argument(
         "--model",
-        choices=["smallcnn", "mobilenetv2", "mlp"],
-        default=None,
-        help="network (default: smallcnn for images, mlp for tabular)",
+        choices=sorted(MODELS),
+        help="network (default: the preset's, else smallcnn for images, mlp for tabular)",
     )
-    train.add_argument("--width", type=float, default=0.5, help="MobileNetV2 width multiplier")
     train.add_argument(
-        "--epochs", type=_positive_int, default=30, help="initial adversarial training epochs"
+        "--width", type=_positive, help="width multiplier of the network" + default("width")
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="initial adversarial training epochs" + default("epochs"),
     )
     train.add_argument(
         "--finetune-epochs",
         type=_positive_int,
-        default=10,
-        help="adversarial fine-tuning epochs per round",
+        help="adversarial fine-tuning epochs per round" + default("finetune_epochs"),
     )
     train.add_argument(
         "--standard-epochs",
         type=_positive_int,
-        default=10,
-        help="M_S training epochs (first round / from scratch)",
+        help="M_S training epochs (first round / from scratch)" + default("standard_epochs"),
     )
-    train.add_argument("--lr", type=float, default=0.05, help="initial training peak lr")
-    train.add_argument("--finetune-lr", type=float, default=0.02, help="fine-tuning peak lr")
-    train.add_argument("--batch-size", type=_positive_int, default=64)
-    train.add_argument("--beta", type=float, default=6.0, help="TRADES beta")
+    train.add_argument("--lr", type=_positive, help="initial training peak lr" + default("lr"))
+    train.add_argument(
+        "--finetune-lr", type=_positive, help="fine-tuning peak lr" + default("finetune_lr")
+    )
+    train.add_argument(
+        "--warmup-epochs",
+        type=_non_negative,
+        help="linear warm-up epochs of every phase, at most its epochs (default min(1, "
+        "epochs/5), 0.5 for fine-tuning; or the preset's, shrunk in proportion where a "
+        "phase is shortened)",
+    )
+    train.add_argument(
+        "--batch-size", type=_positive_int, help="mini-batch size" + default("batch_size")
+    )
+    train.add_argument("--momentum", type=_non_negative, help="SGD momentum" + default("momentum"))
+    train.add_argument(
+        "--weight-decay", type=_non_negative, help="SGD weight decay" + default("weight_decay")
+    )
+    train.add_argument("--beta", type=_non_negative, help="TRADES beta" + default("beta"))
     train.add_argument(
         "--oversample",
-        action="store_true",
-        help="oversample minority classes (the paper's HAM-10000 setting)",
+        action=argparse.BooleanOptionalAction,
+        help="oversample minority classes in training (default: the preset's, else the data "
+        "set's own choice)",
     )
     train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
 
 
-def _configs(args: argparse.Namespace, dataset: FairDataset) -> dict[str, TrainConfig]:
+def _resolve(args: argparse.Namespace, preset: PaperPreset | None) -> dict[str, str]:
+    """Fill the options the command line left unset from ``preset``, else the generic
+    defaults; return each option's source ("command line", "preset NAME", "default")."""
+    preset_values = preset.options() if preset is not None else {}
+    sources = {}
+    for name, generic in GENERIC_DEFAULTS.items():
+        if not hasattr(args, name):  # an option of ``run`` only
+            continue
+        if getattr(args, name) is not None:
+            sources[name] = "command line"
+        elif name in preset_values:
+            setattr(args, name, preset_values[name])
+            sources[name] = f"preset {preset.dataset}"  # type: ignore[union-attr]
+        else:
+            setattr(args, name, generic)
+            sources[name] = "default"
+    return sources
+
+
+def _threat_model(
+    args: argparse.Namespace, dataset: FairDataset, sources: dict[str, str]
+) -> FairDataset:
+    """``dataset`` with the threat model the command line or the preset sets, if any."""
+    changes: dict[str, Any] = {}
+    if getattr(args, "eps", None) is not None:
+        changes["eps"] = args.eps
+        changes["alpha"] = None  # eps / 2, unless --alpha (below)
+    if getattr(args, "alpha", None) is not None:
+        changes["alpha"] = args.alpha
+    if getattr(args, "bounds", None) is not None:
+        changes["bounds"] = None if args.bounds == "none" else tuple(args.bounds)
+    for name in ("eps", "alpha", "bounds"):
+        if sources.get(name) == "default":
+            sources[name] = "data set" if name not in changes else "eps / 2"
+    return replace(dataset, **changes) if changes else dataset
+
+
+def _warmup(
+    args: argparse.Namespace,
+    sources: dict[str, str],
+    epochs: int,
+    generic: float,
+    option: str,
+) -> float:
+    """The warm-up of a phase of ``epochs`` epochs (``option`` names its epochs flag)."""
+    source = sources.get("warmup_epochs", "default")
+    if args.warmup_epochs is None:
+        return min(generic, epochs / 5)
+    if source.startswith("preset"):
+        preset = PAPER_PRESETS[source.split(" ", 1)[1]]
+        return args.warmup_epochs * epochs / preset.train.epochs
+    if args.warmup_epochs > epochs:
+        raise ValueError(
+            f"--warmup-epochs {args.warmup_epochs:g} is longer than {option} {epochs}: "
+            "the warm-up must fit in every training phase"
+        )
+    return float(args.warmup_epochs)
+
+
+def _configs(
+    args: argparse.Namespace, dataset: FairDataset, sources: dict[str, str] | None = None
+) -> dict[str, TrainConfig]:
+    """Initial training, per-round fine-tuning and ``M_S``'s training, from the options."""
+    sources = sources or {}
     common = {
         "batch_size": args.batch_size,
+        "momentum": args.momentum,
+        "weight_decay": args.weight_decay,
         "beta": args.beta,
         "eps": dataset.eps,
         "alpha": dataset.alpha,
         "bounds": dataset.bounds,
-        "oversample": args.oversample,
+        "oversample": dataset.oversample if args.oversample is None else args.oversample,
         "amp": args.amp,
     }
 
-    def schedule(epochs: int, lr: float, warmup: float, **extra: Any) -> TrainConfig:
+    def schedule(epochs: int, lr: float, warmup: float, option: str, **extra: Any) -> TrainConfig:
         return TrainConfig(
-            epochs=epochs, lr=lr, warmup_epochs=min(warmup, epochs / 5), **common, **extra
+            epochs=epochs,
+            lr=lr,
+            warmup_epochs=_warmup(args, sources, epochs, warmup, option),
+            **common,
+            **extra,
         )
 
     return {
-        "train": schedule(args.epochs, args.lr, 1.0),
-        "finetune": schedule(args.finetune_epochs, args.finetune_lr, 0.5),
-        "standard": schedule(args.standard_epochs, args.lr, 1.0, adversarial=False),
+        "train": schedule(args.epochs, args.lr, 1.0, "--epochs"),
+        "finetune": schedule(args.finetune_epochs, args.finetune_lr, 0.5, "--finetune-epochs"),
+        "standard": schedule(
+            args.standard_epochs, args.lr, 1.0, "--standard-epochs", adversarial=False
+        ),
     }
 
 
@@ -183,8 +361,13 @@ def _command_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[None]:
-    """Create and lock ``out``; check (``--resume``) or record the options that made it."""
+def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[Callable[[], None]]:
+    """Create and lock ``out``; check (``--resume``) the options that made it.
+
+    Yields the function that records the options in ``command.json``: call it once the data
+    has loaded, so that a command failing before (a malformed data file, a missing
+    ``--data-dir``) leaves no run behind and can simply be run again.
+    """
     check_writable(out, "--out")
     with folder_lock(out):
         path = out / COMMAND_FILE
@@ -196,10 +379,13 @@ def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[None]:
             )
         if path.exists():
             stored = read_json(path, checksum=True)
+            # An option a folder made by an older fral lacks had its generic default then.
+            then = {key: stored.get(key, GENERIC_DEFAULTS.get(key)) for key in options}
+            then.update(stored)
             differ = [
-                f"--{key.replace('_', '-')} ({stored.get(key)!r} then, {options.get(key)!r} now)"
-                for key in sorted(set(stored) | set(options))
-                if stored.get(key) != options.get(key)
+                f"--{key.replace('_', '-')} ({then.get(key)!r} then, {options.get(key)!r} now)"
+                for key in sorted(set(then) | set(options))
+                if then.get(key) != options.get(key)
             ]
             if differ:
                 raise ValueError(
@@ -207,9 +393,12 @@ def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[None]:
                 )
             for folder in [out, *out.glob("seed*")]:  # what a killed command left writing
                 clean_temporary_files(folder)
-        else:
-            write_json(path, options, checksum=True)
-        yield
+
+        def record() -> None:
+            if not path.exists():
+                write_json(path, options, checksum=True)
+
+        yield record
 
 
 def _compare(
@@ -218,9 +407,10 @@ def _compare(
     seeds: Sequence[int],
     args: argparse.Namespace,
     out: Path,
+    sources: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every strategy on every seed, round 0 shared per seed; returns the result dicts."""
-    configs = _configs(args, dataset)
+    configs = _configs(args, dataset, sources)
     model_fn = default_model_fn(dataset, args.model, width=args.width)
     budget = max(1, round(args.budget_fraction * len(dataset.train)))
     results = []
@@ -307,14 +497,16 @@ def _write_outputs(results: list[dict[str, Any]], out: Path, metric: str) -> Non
 
 
 def _demo(args: argparse.Namespace) -> None:
+    _resolve(args, None)
     if args.tiny:
         args.rounds, args.epochs, args.finetune_epochs, args.standard_epochs = 2, 2, 1, 2
         args.budget_fraction = 0.05
     out = Path(args.out or time.strftime("runs/demo-%Y%m%d-%H%M%S"))
-    with _output_folder(out, args):
+    with _output_folder(out, args) as record:
         dataset = load_dataset("digits_domains", seed=args.seed)
         if args.tiny:
             dataset = dataset.subsample(train=600, validation=120, test=300, seed=args.seed)
+        record()
         print(f"writing to {out}", flush=True)
         start = time.perf_counter()
         results = _compare(dataset, ["RAND", "JIN"], [args.seed], args, out)
@@ -322,15 +514,93 @@ def _demo(args: argparse.Namespace) -> None:
         print(f"demo wall time: {time.perf_counter() - start:.1f} s")
 
 
+def _takes_data_dir(name: str) -> bool:
+    return "data_dir" in inspect.signature(DATASETS[name]).parameters
+
+
+def _check_data_dir(args: argparse.Namespace) -> None:
+    """``--data-dir`` given exactly for the data sets read from local copies."""
+    local = sorted(name for name in DATASETS if _takes_data_dir(name)) or sorted(PAPER_PRESETS)
+    if args.dataset not in DATASETS:  # a data set file
+        if args.data_dir is not None:
+            raise ValueError(
+                f"--data-dir is for the data sets read from local copies ({', '.join(local)}); "
+                f"the data set file {args.dataset} holds its data itself: drop --data-dir"
+            )
+        return
+    if _takes_data_dir(args.dataset):
+        if args.data_dir is None:
+            preset = paper_preset(args.dataset)
+            holding = f" holding {preset.data_layout}" if preset and preset.data_layout else ""
+            raise ValueError(
+                f"{args.dataset} is read from a local copy (fral never downloads it): give "
+                f"--data-dir DIR, the folder{holding}; see docs/paper-datasets.md"
+            )
+    elif args.data_dir is not None:
+        raise ValueError(
+            f"--data-dir is for the data sets read from local copies ({', '.join(local)}); "
+            f"{args.dataset} comes with fral: drop --data-dir"
+        )
+
+
+def _load(args: argparse.Namespace) -> FairDataset:
+    if args.dataset not in DATASETS:
+        return load_npz(args.dataset, seed=args.split_seed)
+    options: dict[str, Any] = {"seed": args.split_seed}
+    if args.data_dir is not None:
+        options["data_dir"] = args.data_dir
+    return load_dataset(args.dataset, **options)
+
+
+def _record_settings(
+    out: Path, args: argparse.Namespace, dataset: FairDataset, sources: dict[str, str]
+) -> None:
+    """Print the settings that are not generic defaults; write all to ``OUT/settings.json``."""
+    values = {name: getattr(args, name) for name in sources}
+    values.update(eps=dataset.eps, alpha=dataset.alpha, bounds=dataset.bounds)
+    values["metric"] = args.metric
+    values["oversample"] = dataset.oversample if args.oversample is None else args.oversample
+    if args.oversample is None:
+        sources["oversample"] = "data set"
+    if values["model"] is None:
+        values["model"] = "smallcnn" if len(dataset.input_shape) == 3 else "mlp"
+    options = {
+        name: {"value": list(value) if isinstance(value, tuple) else value, "from": sources[name]}
+        for name, value in values.items()
+    }
+    write_json(
+        out / "settings.json",
+        {"dataset": args.dataset, "data_dir": args.data_dir, "options": options},
+    )
+    by_source: dict[str, list[str]] = {}
+    for name, entry in options.items():
+        if entry["from"] != "default":
+            value = entry["value"]
+            text = f"{value:.6g}" if isinstance(value, float) else str(value)
+            by_source.setdefault(entry["from"], []).append(f"{name} {text}")
+    if by_source:
+        print("settings that are not the generic defaults, by source:")
+    for source, items in sorted(by_source.items()):
+        print(f"  {source}: {', '.join(items)}", flush=True)
+
+
 def _run(args: argparse.Namespace) -> None:
     for name in args.strategy:  # fail on a typo before any training
         strategy_key(name)
+    _check_data_dir(args)
+    sources = _resolve(args, paper_preset(args.dataset) if args.dataset in DATASETS else None)
     out = Path(args.out)
-    with _output_folder(out, args):
-        dataset = load_dataset(args.dataset, seed=args.split_seed)
+    with _output_folder(out, args) as record:
+        dataset = _load(args)
         if args.limit is not None:
             dataset = dataset.subsample(train=args.limit, seed=args.split_seed)
-        results = _compare(dataset, args.strategy, args.seeds, args, out)
+        dataset = _threat_model(args, dataset, sources)
+        if args.metric is None:
+            args.metric, sources["metric"] = dataset.metric, "data set"
+        _configs(args, dataset, sources)  # a bad schedule fails before anything is written
+        record()
+        _record_settings(out, args, dataset, sources)
+        results = _compare(dataset, args.strategy, args.seeds, args, out, sources)
         _write_outputs(results, out, args.metric)
 
 
@@ -363,8 +633,29 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--progress", action="store_true", help="progress bars (rounds, epochs)")
     _add_loop_options(demo)
 
-    run = commands.add_parser("run", help="any data set, strategies and seeds")
-    run.add_argument("--dataset", choices=sorted(DATASETS), default="digits_domains")
+    run = commands.add_parser(
+        "run",
+        help="any data set, strategies and seeds",
+        epilog="Presets: for the paper's data sets (utkface, cinic10, ham10000) every option "
+        "left out takes the paper's value (fral.presets: SGD lr, epochs, warm-up, batch, "
+        "MobileNetV2, PGD-5 at 4/255, ...). An option given wins over the preset; the data "
+        "set's own threat model, metric and oversampling come next; the defaults shown "
+        "last. Every value and its source are written to OUT/settings.json.",
+    )
+    run.add_argument(
+        "--dataset",
+        type=_dataset_argument,
+        default="digits_domains",
+        help="a data set name, or the path of an .npz data set file (x, y, group and "
+        "optional names, split and threat model: see fral.datasets.load_npz); default "
+        "digits_domains",
+    )
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        help="the folder holding your copy of a paper data set (utkface, cinic10, ham10000); "
+        "fral never downloads",
+    )
     run.add_argument(
         "--strategy",
         nargs="+",
@@ -377,7 +668,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--limit", type=_positive_int, default=None, help="use at most this many training samples"
     )
-    run.add_argument("--metric", choices=["accuracy", "f1"], default="accuracy")
+    run.add_argument(
+        "--metric",
+        choices=["accuracy", "f1"],
+        help="metric of the tables (default: the data set's, e.g. f1 for ham10000)",
+    )
+    threat = run.add_argument_group("threat model (default: the preset's, else the data set's)")
+    threat.add_argument("--eps", type=_non_negative, help="L-inf attack radius, in input units")
+    threat.add_argument(
+        "--alpha", type=_positive, help="PGD step (default: the data set's, or eps / 2 with --eps)"
+    )
+    threat.add_argument(
+        "--bounds",
+        type=_bounds_argument,
+        help="valid input range LOW,HIGH (e.g. 0,1), or none for unbounded features",
+    )
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--resume", action="store_true", help="continue the runs saved in --out")
     run.add_argument(

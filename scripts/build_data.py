@@ -222,7 +222,7 @@ def build(sources: dict[str, Path], out: Path) -> dict[str, str]:
 
 
 def shipped_checksums() -> dict[str, str]:
-    """``EMBEDDED_SHA256`` as written in fral/datasets/_embedded.py (read as text: fral is not imported)."""
+    """``EMBEDDED_SHA256`` as written in fral/datasets/_embedded.py (read as text, not imported)."""
     tree = ast.parse((ROOT / "fral" / "datasets" / "_embedded.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.AnnAssign | ast.Assign):

@@ -69,7 +69,7 @@ def test_run_and_resume(tmp_path, capsys) -> None:
     ("argv", "status", "needle"),
     [
         (["demo", "--rounds", "many"], 2, "invalid int value"),
-        (["run", "--dataset", "cifar"], 2, "invalid choice"),
+        (["run", "--dataset", "cifar"], 2, "unknown data set 'cifar': give a name"),
         (["run", "--out", "x", "--initial-fraction", "1.5"], 2, "must lie in (0, 1)"),
         (["fly"], 2, "invalid choice"),
         (["run", "--out", "x", "--strategy", "QBC"], 1, "unknown strategy 'QBC'"),

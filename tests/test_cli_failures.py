@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fral.cli
-from fral._io import folder_lock
+from fral._io import folder_lock, read_json, write_json
 from fral.cli import main
 
 RUN = [
@@ -129,3 +129,38 @@ def test_a_multi_line_message_becomes_one_line(capsys, monkeypatch) -> None:
 
     monkeypatch.setattr(fral.cli, "_report", broken)
     assert failure(capsys, ["report", "x"]) == "fral: error: first line second line"
+
+
+def test_a_folder_from_before_the_new_options_resumes(started, capsys, tmp_path) -> None:
+    # command.json of a fral without --momentum/--weight-decay/--data-dir: their defaults then.
+    out = tmp_path / "old"
+    for path in started.rglob("*"):
+        if path.is_file():
+            target = out / path.relative_to(started)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    stored = read_json(out / "command.json", checksum=True)
+    for key in ("momentum", "weight_decay", "data_dir", "eps", "warmup_epochs"):
+        del stored[key]
+    write_json(out / "command.json", stored, checksum=True)
+    assert main([*RUN, "--out", str(out), "--resume"]) == 0
+    line = failure(capsys, [*RUN, "--out", str(out), "--resume", "--momentum", "0.5"])
+    assert "--momentum (0.9 then, 0.5 now)" in line
+
+
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [
+        (["--bounds", "1,0"], "must be two finite numbers LOW < HIGH"),
+        (["--bounds", "zero"], "must be LOW,HIGH (e.g. 0,1) or none"),
+        (["--eps", "-1"], "must be a finite number >= 0"),
+        (["--lr", "nan"], "must be a finite number > 0"),
+        (["--dataset", "missing.npz"], "missing.npz is not a file"),
+    ],
+)
+def test_bad_option_values_exit_2_naming_the_option(capsys, option, needle) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*RUN, "--out", "x", *option])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {option[0]}: " in error and needle in error

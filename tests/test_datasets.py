@@ -358,7 +358,7 @@ def test_cache_file_for_other_options_is_rebuilt(digits, warm_cache):
 
 
 def test_registry_and_load_dataset(adult_sex, adult_cache, tmp_path):
-    assert set(DATASETS) == {"digits_domains", "adult"}
+    assert set(DATASETS) == {"digits_domains", "adult", "utkface", "cinic10", "ham10000"}
     loaded = load_dataset("adult", seed=0, cache_dir=adult_cache)
     _assert_same(adult_sex, loaded)
     with pytest.raises(ValueError, match=r"unknown data set 'cifar10'.*adult.*digits_domains"):

@@ -409,3 +409,43 @@ def test_dataset_inputs_have_a_stable_fingerprint():
     )
     data = FairDataset.from_dataset(first, bounds=None)
     assert data_fingerprint(data) == data_fingerprint(FairDataset.from_dataset(same, bounds=None))
+
+
+class TinyImageNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 4, 3, stride=2, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64, 2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_own_uint8_images_run_through_the_loop_with_their_own_threat_model(tmp_path):
+    x, y, groups = images(160, seed=2)
+    data = FairDataset.from_arrays(x, y, groups, eps=8 / 255, group_names=["indoor", "outdoor"])
+    config = TrainConfig(epochs=1, batch_size=32, lr=0.05, warmup_epochs=0)
+    result = run_experiment(
+        "JIN",
+        data,
+        model_fn=TinyImageNet,
+        rounds=1,
+        budget_fraction=0.05,
+        train=config,
+        finetune=config,
+        standard=dataclasses.replace(config, adversarial=False),
+        checkpoint_dir=tmp_path / "run",
+        attack_steps=2,
+    )
+    for name in ("train", "finetune"):
+        recorded = result.settings[name]
+        assert recorded["eps"] == pytest.approx(8 / 255)
+        assert recorded["alpha"] == pytest.approx(4 / 255)
+        assert recorded["bounds"] == [0.0, 1.0]
+    assert result.history[-1]["picked"] == round(0.05 * len(data.train))
+    assert result.settings["data"]["name"] == "custom"

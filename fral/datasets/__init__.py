@@ -18,8 +18,25 @@ against :data:`EMBEDDED_SHA256` whenever it is read, so a damaged file is a
 ``adult``
     UCI Adult income prediction; the group is sex or race.
 
-Each has its own module (``fral/datasets/_digits.py``, ``_adult.py``): adding a data set is
-one new module and one line in :data:`DATASETS`.
+The paper's three image data sets load from a local copy that you downloaded (fral never
+downloads them; ``data_dir`` is required), with the supplementary's preprocessing:
+
+``utkface``
+    UTKFace: race (White, Black, Asian, Indian; "Others" dropped); the group is young
+    (age < ``age_threshold`` = 30) vs old; 7:3 split; 112x112.
+``cinic10``
+    CINIC-10: 10 classes, the official ``train/``/``valid/``/``test/`` split; the group is the
+    source domain (CIFAR-10 vs ImageNet); 32x32.
+``ham10000``
+    HAM-10000: 7 diagnostic categories (``dx``); the group is sex (unknown dropped); one image
+    per lesion; 7:3 split; 112x112; ``metric="f1"``, ``oversample=True``.
+
+They are decoded with Pillow once, into a memory-mapped uint8 ``.npy`` in the cache folder,
+and read lazily batch by batch (:class:`UInt8Images`); see ``fral/datasets/_images.py``.
+
+Each has its own module (``fral/datasets/_digits.py``, ``_adult.py``, ``_utkface.py``,
+``_cinic10.py``, ``_ham10000.py``): adding a data set is one new module and one line in
+:data:`DATASETS`.
 
 Splits: train:test = 7:3 as in the paper, then ``validation_fraction`` of the train part
 becomes the validation split; both cuts are stratified by (class, group) and seeded
@@ -55,33 +72,52 @@ from fral.datasets._base import (
     Split,
 )
 from fral.datasets._cache import FORMAT_VERSION, default_cache_dir
+from fral.datasets._cinic10 import CINIC10_CLASS_NAMES, CINIC10_GROUP_NAMES, cinic10
 from fral.datasets._digits import DIGITS_CLASS_NAMES, DIGITS_GROUP_NAMES, digits_domains
 from fral.datasets._embedded import DATA_DIR, EMBEDDED_SHA256
+from fral.datasets._ham10000 import HAM10000_CLASS_NAMES, HAM10000_GROUP_NAMES, ham10000
+from fral.datasets._images import IMAGE_FORMAT_VERSION
+from fral.datasets._npz import load_npz
+from fral.datasets._utkface import UTKFACE_CLASS_NAMES, UTKFACE_GROUP_NAMES, utkface
 
 __all__ = [
     "ADULT_CLASS_NAMES",
     "ADULT_RACE_NAMES",
     "ADULT_SEX_NAMES",
+    "CINIC10_CLASS_NAMES",
+    "CINIC10_GROUP_NAMES",
     "DATASETS",
     "DATA_DIR",
     "DIGITS_CLASS_NAMES",
     "DIGITS_GROUP_NAMES",
     "EMBEDDED_SHA256",
     "FORMAT_VERSION",
+    "HAM10000_CLASS_NAMES",
+    "HAM10000_GROUP_NAMES",
+    "IMAGE_FORMAT_VERSION",
+    "UTKFACE_CLASS_NAMES",
+    "UTKFACE_GROUP_NAMES",
     "CorruptDataFileError",
     "DatasetNotAvailableError",
     "FairDataset",
     "Split",
     "UInt8Images",
     "adult",
+    "cinic10",
     "default_cache_dir",
     "digits_domains",
+    "ham10000",
     "load_dataset",
+    "load_npz",
+    "utkface",
 ]
 
 DATASETS: dict[str, Callable[..., FairDataset]] = {
     "digits_domains": digits_domains,
     "adult": adult,
+    "utkface": utkface,
+    "cinic10": cinic10,
+    "ham10000": ham10000,
 }
 """The loaders by name, for :func:`load_dataset` and the command line."""
 
