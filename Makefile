@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.fral-installed
 
-.PHONY: install demo test wheel-check lint format bench notebooks clean
+.PHONY: install demo test docs notebooks wheel-check lint format bench clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements-nodeps.txt Makefile
 	# Install torch first and pin it, so that no later requirement swaps it for a CUDA build.
 	$(PIP) install --disable-pip-version-check -q $(TORCH_INDEX) "$(TORCH)" numpy
 	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
-	$(PIP) install --disable-pip-version-check -q -c $(VENV)/constraints.txt -e ".[dev,plot]"
+	$(PIP) install --disable-pip-version-check -q -c $(VENV)/constraints.txt -e ".[dev,plot,docs]"
 	# torchattacks without its dependencies: see requirements-nodeps.txt (fral's [attacks]).
 	$(PIP) install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
@@ -33,8 +33,19 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The tests include the strict docs build (tests/test_docs.py): a broken link, nav entry or
+# API reference fails them, and every code block of the README and the docs runs.
 test: lint
 	$(PY) -m pytest -q
+
+# The notebooks under examples/, executed into build/notebooks/ (only those changed since),
+# whose outputs the docs show; CI does not run this (minutes per notebook).
+notebooks: $(STAMP)
+	$(PY) scripts/execute_notebooks.py
+
+# The documentation site, into site/ (open site/index.html; offline).
+docs: notebooks
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The wheel as a user gets it: built here, installed into a fresh venv with only $(TORCH) and
 # fral's declared dependencies, then `fral demo --tiny` and the README's quick start, offline.
@@ -46,15 +57,5 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_scoring.py
 	$(PY) benchmarks/bench_selection.py
 
-# Execute every notebook under examples/ at FRAL_EXAMPLE_SIZE (full: minutes each; ci: seconds,
-# as the tests run them). The executed copies, outputs included, go to examples/runs/ (git-ignored).
-FRAL_EXAMPLE_SIZE ?= full
-notebooks: $(STAMP)
-	mkdir -p examples/runs
-	for notebook in examples/*.ipynb; do \
-		FRAL_EXAMPLE_SIZE=$(FRAL_EXAMPLE_SIZE) $(VENV)/bin/jupyter-execute --timeout=3600 \
-			--output='runs/{notebook_name}' "$$notebook" || exit 1; \
-	done
-
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .ruff_cache

@@ -3,14 +3,24 @@
 A comparison on a noisy machine holds only if both sides see the same noise: ``alternate``
 runs them in turn (A B A B ...) after a warm-up round and reports the median of the per-pair
 ratios A / B with its min and max, so a burst of load lands on one pair instead of one side.
+
+Every script writes what it measured to ``benchmarks/results/<name>.json`` (``write_results``):
+the docs build turns those files into the tables of the benchmarks page, so no figure there is
+typed by hand.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
+import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
@@ -109,3 +119,58 @@ def bench_model(name: str, device: torch.device) -> tuple[torch.nn.Module, tuple
         for _ in range(3):
             model(torch.rand(32, *shape))
     return model.eval().to(device), shape
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: torch.device) -> str:
+    """The machine in words: the accelerator or the CPU, threads, torch, and the load."""
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"{_cpu_name()}, {os.cpu_count()} cores"
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (
+        f"{where}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}{load}"
+    )
+
+
+def write_results(
+    name: str,
+    columns: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+    device: torch.device,
+    folder: Path = RESULTS,
+) -> Path:
+    """Write ``folder/<name>.json``: the command that ran, the date, the machine and the rows.
+
+    ``rows`` holds one dict per measured case; ``columns`` names the keys to show, in order.
+    The docs build renders the file as a table (``scripts/results_tables.py``).
+    """
+    missing = {column for row in rows for column in columns} - {k for row in rows for k in row}
+    if missing:
+        raise ValueError(f"columns {sorted(missing)} are in no row")
+    record = {
+        "command": " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(device),
+        "columns": list(columns),
+        "rows": list(rows),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -18,13 +18,13 @@ import copy
 
 import torch
 import torchattacks
-from _common import bench_model, ratio, rounds, stopwatch
+from _common import bench_model, ratio, rounds, stopwatch, write_results
 
 from fral.attacks import pgd
 
 
-def compare(name: str, args: argparse.Namespace, device: torch.device) -> str:
-    """One model: equality check, then the alternating timings; returns the report line."""
+def compare(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+    """One model: equality check, then the alternating timings; returns the measured row."""
     model, shape = bench_model(name, device)
     x = torch.rand(args.batch_size, *shape, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
@@ -43,15 +43,21 @@ def compare(name: str, args: argparse.Namespace, device: torch.device) -> str:
         sides.append(lambda: pgd(model, x, y, amp=True, **options))
     times = rounds([stopwatch(side, device) for side in sides], args.pairs)
     speedup = ratio(times[0], times[1])
-    line = (
-        f"{name:12s} torchattacks {args.batch_size / speedup.a_median:9.1f} img/s | "
-        f"fral {args.batch_size / speedup.b_median:9.1f} img/s | speed-up {speedup} | "
-        f"float64 max|diff| {difference:.0e} | float32 pixels differing {flipped.item():.1e}"
-    )
+    row: dict[str, object] = {
+        "device": str(device),
+        "model": name,
+        "batch": args.batch_size,
+        "torchattacks img/s": args.batch_size / speedup.a_median,
+        "fral img/s": args.batch_size / speedup.b_median,
+        "speed-up": str(speedup),
+        "float64 max |diff|": f"{difference:.0e}",
+        "float32 pixels differing": f"{flipped.item():.1e}",
+    }
     if args.amp:
         amp = ratio(times[0], times[2])
-        line += f" | fral bf16 {args.batch_size / amp.b_median:9.1f} img/s ({amp})"
-    return line
+        row["fral bf16 img/s"] = args.batch_size / amp.b_median
+        row["bf16 speed-up"] = str(amp)
+    return row
 
 
 def main() -> None:
@@ -70,8 +76,11 @@ def main() -> None:
         f"steps={args.steps} eps=4/255 alpha=2/255 pairs={args.pairs} "
         "(speed-up: time(torchattacks) / time(fral), median [min, max] of the pairs)"
     )
+    rows = []
     for name in names:
-        print(compare(name, args, device), flush=True)
+        rows.append(compare(name, args, device))
+        print(" | ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
+    write_results(f"pgd-{device.type}", list(rows[0]), rows, device)
 
 
 if __name__ == "__main__":

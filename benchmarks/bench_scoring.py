@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from _common import bench_model, ratio, rounds, stopwatch
+from _common import bench_model, ratio, rounds, stopwatch, write_results
 
 from fral import JIN, PGD, Pool
 from fral._modules import evaluation_view
@@ -85,9 +85,20 @@ def main() -> None:
     copies = ratio(times[0], times[1])
     print(f"JIN.score                          {copies.a_median:8.3f} s")
     print(f"bare passes, same eval copies      {copies.b_median:8.3f} s   JIN / bare = {copies}")
+    row: dict[str, object] = {
+        "device": str(device),
+        "model": args.model,
+        "pool": args.pool,
+        "JIN.score s": copies.a_median,
+        "bare passes, same eval copies s": copies.b_median,
+        "JIN / bare": str(copies),
+    }
     if not args.no_plain:
         as_is = ratio(times[0], times[2])
         print(f"bare passes, user's models as is   {as_is.b_median:8.3f} s   JIN / bare = {as_is}")
+        row["bare passes, models as given s"] = as_is.b_median
+        row["JIN / bare as given"] = str(as_is)
+    write_results(f"scoring-{device.type}", list(row), [row], device)
 
 
 if __name__ == "__main__":

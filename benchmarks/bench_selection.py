@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _common import ratio, rounds
+from _common import ratio, rounds, write_results
 
 from fral._random import make_generator
 from fral.strategies.badge import badge_kmeanspp, gradient_scale
@@ -181,8 +181,8 @@ def run(method: str, size: int, config: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def compare(method: str, size: int, config: dict, pairs: int) -> str:
-    """``method`` against its naive version, alternating; returns the report line."""
+def compare(method: str, size: int, config: dict, pairs: int) -> tuple[str, dict[str, object]]:
+    """``method`` against its naive version, alternating; returns the report line and row."""
     names = (f"{method} naive", method)
     results: dict[str, list[dict]] = {name: [] for name in names}
 
@@ -205,11 +205,23 @@ def compare(method: str, size: int, config: dict, pairs: int) -> str:
         [max(result["extra"], 1) / MiB for result in fast],
     )
     same = int(np.sum(np.array(fast[0]["picks"]) == np.array(naive[0]["picks"])))
-    return (
+    line = (
         f"{method:<6}{seconds.b_median:>8.2f}{seconds.a_median:>9.2f}  {seconds!s:<22}"
         f"{memory.b_median:>9,.0f}{memory.a_median:>11,.0f}  {memory!s:<25}"
         f"{same}/{len(fast[0]['picks'])}"
     )
+    row = {
+        "method": method,
+        "candidates": size,
+        "fral s": seconds.b_median,
+        "naive s": seconds.a_median,
+        "time ratio naive / fral": str(seconds),
+        "fral MiB": memory.b_median,
+        "naive MiB": memory.a_median,
+        "memory ratio naive / fral": str(memory),
+        "same picks": f"{same}/{len(fast[0]['picks'])}",
+    }
+    return line, row
 
 
 def main() -> None:
@@ -244,20 +256,35 @@ def main() -> None:
         f"{'method':<6}{'fral s':>8}{'naive s':>9}  {'time ratio':<22}"
         f"{'fral MiB':>9}{'naive MiB':>11}  {'memory ratio':<25}same picks"
     )
+    rows = []
     for method in ("CSET", "BADGE"):
-        print(compare(method, size, config, args.pairs), flush=True)
+        line, row = compare(method, size, config, args.pairs)
+        print(line, flush=True)
+        rows.append(row)
+    device = torch.device(args.device)
+    write_results(f"selection-{device.type}", list(rows[0]), rows, device)
     if not args.large:
         return
     size = config["size"]
     inputs = size * dim * 4 / MiB
     print(f"\n{size:,} candidates (pool embeddings alone: {inputs:,.0f} MiB), one run each")
     print(f"{'method':<8}{'time (s)':>10}{'peak extra memory':>22}")
+    large = []
     for method in ("CSET", "BADGE"):
         result = run(method, size, config)
         verdict = "ok" if result["extra"] <= 2 * 2**30 else "OVER the 2 GiB goal"
         print(
             f"{method:<8}{result['seconds']:>10.1f}{result['extra'] / MiB:>18,.0f} MiB  ({verdict})"
         )
+        large.append(
+            {
+                "method": method,
+                "candidates": size,
+                "time s": result["seconds"],
+                "peak extra MiB": result["extra"] / MiB,
+            }
+        )
+    write_results(f"selection-large-{device.type}", list(large[0]), large, device)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable
 
 import torch
-from _common import alternate, bench_model
+from _common import alternate, bench_model, write_results
 
 from fral import JIN, Pool
 from fral._modules import EvalView
@@ -51,6 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cpu")
     print(f"threads={torch.get_num_threads()} pairs={args.pairs} (ratio: with check / without)")
+    rows = []
     for name in args.model:
         model_r, shape = bench_model(name, device)
         torch.manual_seed(1)
@@ -62,9 +63,13 @@ def main() -> None:
             f"pgd, batch {args.batch_size}": functools.partial(pgd, model_r, x),
             f"JIN.score, pool {args.pool}": functools.partial(jin.score, model_r, model_s, pool),
         }
+        row = {"model": name}
         for label, fn in calls.items():
             cost = alternate(_with_check(fn, True), _with_check(fn, False), args.pairs, device)
             print(f"{name:12s} {label:22s} median {cost}")
+            row[label] = str(cost)
+        rows.append(row)
+    write_results("verify", list(rows[0]), rows, device)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from fral._modules import check_module
 from fral.attacks import PGD
 from fral.datasets import FairDataset, load_dataset
 from fral.metrics import evaluate
-from fral.models import MLP, MobileNetV2, SmallCNN
+from fral.models import MLP, MobileNetV2, ResNet18, SmallCNN
 from fral.pool import Pool, initial_split
 from fral.protocol import QueryStrategy, Strategy, check_int
 from fral.run_folder import (
@@ -95,9 +95,12 @@ class DatasetOracle:
 def default_model_fn(
     dataset: FairDataset, name: str | None = None, *, width: float = 0.5
 ) -> Callable[[], nn.Module]:
-    """``model_fn`` for the data set: ``name`` in ``{"smallcnn", "mobilenetv2", "mlp"}``,
-    default :class:`~fral.models.SmallCNN` for images and :class:`~fral.models.MLP` for
-    tabular rows; ``width`` is MobileNetV2's width multiplier."""
+    """``model_fn`` for the data set: ``name`` in ``{"smallcnn", "mobilenetv2", "resnet18",
+    "mlp"}``, default :class:`~fral.models.SmallCNN` for images and :class:`~fral.models.MLP`
+    for tabular rows; ``width`` is MobileNetV2's width multiplier (ResNet18 is built at full
+    width, as in the paper's Table 4). MobileNetV2 and ResNet18 get the image size, so that
+    their stem suits it (:func:`fral.models.resolve_stem`: the CIFAR stem below 64 px, the
+    ImageNet stem from 64 px, e.g. the paper's 112 px)."""
     image = len(dataset.input_shape) == 3
     name = name or ("smallcnn" if image else "mlp")
     classes = dataset.num_classes
@@ -105,12 +108,14 @@ def default_model_fn(
         return lambda: MLP(math.prod(dataset.input_shape), classes)
     if not image:
         raise ValueError(f"model {name!r} needs image data; {dataset.name} is tabular")
-    channels = dataset.input_shape[0]
+    channels, size = dataset.input_shape[0], min(dataset.input_shape[1:])
     if name == "mobilenetv2":
-        return lambda: MobileNetV2(classes, channels, width=width)
+        return lambda: MobileNetV2(classes, channels, width=width, input_size=size)
+    if name == "resnet18":
+        return lambda: ResNet18(classes, channels, input_size=size)
     if name == "smallcnn":
         return lambda: SmallCNN(classes, channels, channels=(16, 32))
-    raise ValueError(f"unknown model {name!r}; choose from smallcnn, mobilenetv2, mlp")
+    raise ValueError(f"unknown model {name!r}; choose from smallcnn, mobilenetv2, resnet18, mlp")
 
 
 def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:

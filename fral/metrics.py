@@ -40,8 +40,11 @@ __all__ = [
 ]
 
 METRICS = ("accuracy", "f1")
+"""The per-group metrics fral computes: accuracy and macro-F1."""
 CRITERIA = ("mean", "clean", "robust")
+"""Worst-group rules: the mean of clean and robust figures, or either alone."""
 RISKS = ("error", "ce")
+"""Per-group risks of :func:`group_risks`: error rate or cross-entropy."""
 
 
 @dataclass(frozen=True)

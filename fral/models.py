@@ -317,6 +317,8 @@ class SmallCNN(nn.Module):
     channels : (int, int), default (32, 64)
     dropout : float, default 0.1
 
+    Notes
+    -----
     Input ``(N, in_channels, H, W)``; output ``(N, num_classes)``.
     """
 
@@ -358,6 +360,8 @@ class MLP(nn.Module):
     hidden : sequence of int, default (128, 64)
     dropout : float, default 0.1
 
+    Notes
+    -----
     Input ``(N, in_features)``; output ``(N, num_classes)``.
     """
 
@@ -388,6 +392,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "smallcnn": SmallCNN,
     "mlp": MLP,
 }
+"""The reference models by name, for :func:`build_model` and ``fral run --model``."""
 
 
 def build_model(name: str, **options: object) -> nn.Module:

@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 REQUIREMENTS = frozenset({"model_s", "validation", "labeled"})
+"""The inputs a strategy may list in ``requires``: ``model_s``, ``validation``, ``labeled``."""
 
 
 @runtime_checkable

@@ -26,7 +26,6 @@ __all__ = [
     "timing_table",
 ]
 
-#: (header, summary key, scale) of the paper's Table 1 columns, accuracy version.
 TABLE_COLUMNS = (
     ("Std worst", "clean_{metric}_worst"),
     ("Std disp.", "clean_{metric}_disparity"),
@@ -35,6 +34,7 @@ TABLE_COLUMNS = (
     ("Rob disp.", "robust_{metric}_disparity"),
     ("Rob avg.", "robust_{metric}_average"),
 )
+"""(header, summary key) of the paper's Table 1 columns; ``{metric}`` is ``accuracy`` or ``f1``."""
 
 
 def round_table_header() -> str:

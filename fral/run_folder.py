@@ -36,9 +36,10 @@ from fral.pool import Pool, Rows
 
 __all__ = ["CHECKPOINT_VERSION", "data_fingerprint", "model_signature"]
 
-#: Version 2: checksummed files, ``history.json`` as the commit record, data fingerprints. A
-#: folder written with another version is refused, never misread.
 CHECKPOINT_VERSION = 2
+"""Version 2: checksummed files, ``history.json`` as the commit record, data fingerprints. A folder
+written with another version is refused, never misread.
+"""
 
 
 def data_fingerprint(dataset: FairDataset) -> dict[str, Any]:

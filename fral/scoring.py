@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 COMPONENTS = ("standard", "robust")
+"""The two inconsistencies JIN fuses: Eq. 2 (``standard``) and Eq. 3 (``robust``)."""
 
 
 def check_components(components: Any) -> tuple[str, ...]:

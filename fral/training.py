@@ -57,13 +57,15 @@ __all__ = [
 
 Bounds = tuple[float, float] | None
 
-#: Value of a :class:`TrainConfig` threat-model field (``eps``, ``alpha``, ``bounds``) that is
-#: left to the data set (:meth:`TrainConfig.inherit`) or, standalone, to the paper's default.
 INHERIT = "inherit"
+"""Value of a :class:`TrainConfig` threat-model field (``eps``, ``alpha``, ``bounds``) that is left
+to the data set (:meth:`TrainConfig.inherit`) or, standalone, to the paper's default.
+"""
 
-#: The two computations of :func:`trades_loss`: the official code's three train-mode passes,
-#: and fral's two-pass form.
 TRADES_FORMS = ("official", "fast")
+"""The two computations of :func:`trades_loss`: the official code's three train-mode passes, and
+fral's two-pass form.
+"""
 
 
 class NonFiniteLossError(ValueError, FloatingPointError):
@@ -320,6 +322,7 @@ PRESETS: dict[str, TrainConfig] = {
         epochs=50, batch_size=32, lr=0.02, warmup_epochs=5, oversample=True, **_PAPER_THREAT
     ),
 }
+"""The supplementary's per-data-set settings (SGD, cosine with warm-up, TRADES at 4/255)."""
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:

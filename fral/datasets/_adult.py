@@ -73,6 +73,7 @@ ADULT_SEX_NAMES = ("Female", "Male")
 ADULT_RACE_NAMES = ("White", "Black", "Asian-Pac-Islander", "Amer-Indian-Eskimo", "Other")
 """Group ids of ``adult(group="race")``, most frequent first."""
 ADULT_CLASS_NAMES = ("<=50K", ">50K")
+"""Class ids of ``adult``: 0 = income <=50K, 1 = >50K."""
 
 
 def adult(

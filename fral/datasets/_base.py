@@ -147,6 +147,8 @@ class FairDataset:
     oversample : bool, default False
         Whether the paper trains on it with random oversampling of the rarer classes.
 
+    Notes
+    -----
     A user's own data: :meth:`from_arrays` (arrays in memory) and :meth:`from_dataset`
     (any ``torch.utils.data.Dataset``, read lazily).
     """

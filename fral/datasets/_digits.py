@@ -30,7 +30,9 @@ from fral.datasets._split import check_split_options, split_arrays
 __all__ = ["digits_domains"]
 
 DIGITS_GROUP_NAMES = ("MNIST", "UCI optdigits")
+"""Group ids of ``digits_domains``: 0 = MNIST, 1 = UCI optdigits."""
 DIGITS_CLASS_NAMES = tuple(str(digit) for digit in range(10))
+"""Class ids of ``digits_domains``: the digits 0-9."""
 
 
 def digits_domains(

@@ -53,7 +53,6 @@ __all__ = [
     "strategy_key",
 ]
 
-#: The paper's names (lower case, dashes optional) to strategy classes.
 STRATEGIES: dict[str, type[Strategy]] = {
     "jin": JIN,
     "rand": RAND,
@@ -66,13 +65,14 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "opt": OPT,
     "fairal": FairAL,
 }
+"""The paper's names (lower case, dashes optional) to strategy classes."""
 
 
-#: Named ablations: (base key in :data:`STRATEGIES`, constructor options they fix).
 ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "jin-s": ("jin", {"components": ("standard",)}),
     "jin-r": ("jin", {"components": ("robust",)}),
 }
+"""Named ablations: (base key in :data:`STRATEGIES`, constructor options they fix)."""
 
 
 def strategy_key(name: str) -> str:

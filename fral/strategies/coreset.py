@@ -31,8 +31,8 @@ __all__ = [
     "squared_norms",
 ]
 
-#: Most entries of one block of the distance computation (64 MiB in float32).
 DEFAULT_CHUNK_SIZE = 2**24
+"""Most entries of one block of the distance computation (64 MiB in float32)."""
 
 Features = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 

@@ -19,8 +19,8 @@ from fral.scoring import entropy_scores
 
 __all__ = ["ENT", "MODELS"]
 
-#: Which model's predictions an entropy strategy scores.
 MODELS = ("robust", "standard")
+"""Which model's predictions an entropy strategy scores."""
 
 
 class ENT(Strategy):
