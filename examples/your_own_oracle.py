@@ -2,8 +2,10 @@
 
 The oracle is any callable ``oracle(indices) -> labels`` (training-split indices in, one integer
 label per index out). Every answer is written to disk before the next question, so when the
-tool fails (here: a simulated outage after 40 labels) nothing is lost: the run is resumed, the
-answered samples are never asked again, and the result equals an uninterrupted run.
+tool fails (here: a simulated outage in the middle of round 2, after one and a half rounds'
+budget of answers) nothing is lost: the run is resumed, the answered samples are never asked
+again, and the result equals an uninterrupted run. The script checks all three and fails
+otherwise.
 
     python examples/your_own_oracle.py [--quick]
 """
@@ -23,15 +25,16 @@ from fral.training import TrainConfig
 
 
 class AnnotationTool:
-    """Stands in for your labelling service; ``fail_after`` simulates an outage."""
+    """Stands in for your labelling service; ``fail_after`` answers, then an outage."""
 
     def __init__(self, truth: torch.Tensor, fail_after: int | None = None) -> None:
-        self.truth, self.fail_after, self.answered = truth, fail_after, 0
+        self.truth, self.fail_after = truth, fail_after
+        self.asked: list[int] = []  # every index this tool answered, in order
 
     def __call__(self, indices: torch.Tensor) -> torch.Tensor:
-        if self.fail_after is not None and self.answered >= self.fail_after:
+        if self.fail_after is not None and len(self.asked) >= self.fail_after:
             raise ConnectionError("annotation service unavailable")
-        self.answered += len(indices)
+        self.asked.extend(indices.tolist())
         return self.truth[indices]
 
 
@@ -44,26 +47,38 @@ def main() -> None:
         data = data.subsample(train=600, validation=100, test=200, seed=0)
     train = TrainConfig(epochs=1 if args.quick else 10, batch_size=64, lr=0.05, warmup_epochs=0)
     options = {"rounds": 2, "train": train, "oracle_batch_size": 8, "seed": 0}
+    budget = round(0.02 * len(data.train))  # the loop's default budget per round
+    fail_after = budget + budget // 2  # round 1 is complete, round 2 half answered
     with tempfile.TemporaryDirectory() as folder:
-        tool = AnnotationTool(data.train.y, fail_after=40)
+        first = AnnotationTool(data.train.y, fail_after=fail_after)
         try:
-            run_experiment("JIN", data, checkpoint_dir=folder, oracle=tool, **options)
+            run_experiment("JIN", data, checkpoint_dir=folder, oracle=first, **options)
         except ConnectionError as error:
             saved = json.loads((Path(folder) / "open_round.json").read_text())
             print(
-                f"interrupted ({error}); {len(saved['labels'])} answers of round "
-                f"{saved['round']} are on disk"
+                f"outage after {len(first.asked)} answers ({error}); round {saved['round']} "
+                f"is open with {len(saved['labels'])} of its {len(saved['picks'])} answers on disk"
             )
-        tool = AnnotationTool(data.train.y)
+        else:
+            raise AssertionError("the simulated outage did not happen")
+        second = AnnotationTool(data.train.y)
         resumed = run_experiment(
-            "JIN", data, checkpoint_dir=folder, oracle=tool, resume=True, **options
+            "JIN", data, checkpoint_dir=folder, oracle=second, resume=True, **options
         )
-        print(
-            f"resumed: the tool was asked {tool.answered} more labels; "
-            f"{resumed.labeled.numel()} labelled in total"
-        )
+    initial = resumed.history[0]["labeled"]
+    queried = resumed.labeled[initial:].tolist()
+    # Nothing lost, nothing asked twice: the two tools together answered each pick once.
+    assert not set(first.asked) & set(second.asked), "a sample was asked twice"
+    assert first.asked + second.asked == queried, "an answer was lost"
+    assert torch.equal(resumed.labels, data.train.y[resumed.labeled])
+    print(
+        f"resumed: {len(second.asked)} more labels asked, none twice; "
+        f"{len(first.asked)} + {len(second.asked)} = {len(queried)} queried, "
+        f"{resumed.labeled.numel()} labelled in total"
+    )
     uninterrupted = run_experiment("JIN", data, oracle=AnnotationTool(data.train.y), **options)
     assert torch.equal(uninterrupted.labeled, resumed.labeled)
+    assert uninterrupted.history[-1]["test"] == resumed.history[-1]["test"]
     print("the resumed run labelled exactly what an uninterrupted run labels")
 
 
