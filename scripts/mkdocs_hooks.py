@@ -29,7 +29,7 @@ import docs_api
 import results_tables
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_FOLDERS = ("examples", "notebooks")
+NOTEBOOK_FOLDERS = ("examples",)
 EXECUTED = ROOT / "build" / "notebooks"
 STAGED = ROOT / "build" / "docs"
 
