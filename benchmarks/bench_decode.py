@@ -33,6 +33,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
+from _common import write_results
 from PIL import Image
 
 from fral.datasets import utkface
@@ -91,6 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.files, args.rounds, args.faces = 40, 2, 300
+    rows = []
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
         for number, (label, size, suffix, image_size) in enumerate(CASES):
@@ -103,6 +106,15 @@ def main() -> None:
                 f"{label:34s} {statistics.median(rates):6.0f} images/s wall "
                 f"[{min(rates):.0f}, {max(rates):.0f}], "
                 f"{statistics.median(cpu_rates):6.0f} per CPU second  ({kib:.1f} KiB per file)"
+            )
+            rows.append(
+                {
+                    "case": label,
+                    "images/s (wall, median)": round(statistics.median(rates)),
+                    "[min, max]": f"[{min(rates):.0f}, {max(rates):.0f}]",
+                    "images per CPU second": round(statistics.median(cpu_rates)),
+                    "KiB per file": round(kib, 1),
+                }
             )
         faces = root / "UTKFace"
         faces.mkdir()
@@ -121,6 +133,14 @@ def main() -> None:
             f"utkface() on {args.faces} faces: first load {timings[0]:.1f} s "
             f"({args.faces / timings[0]:.0f} faces/s), second load {timings[1]:.2f} s"
         )
+        rows.append(
+            {
+                "case": f"utkface() on {args.faces} faces: first load {timings[0]:.1f} s, "
+                f"second (cached) load {timings[1]:.2f} s",
+                "images/s (wall, median)": round(args.faces / timings[0]),
+            }
+        )
+    write_results("decode-cpu", list(rows[0]), rows, torch.device("cpu"))
 
 
 if __name__ == "__main__":

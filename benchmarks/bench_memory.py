@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_results
 from torch import nn
 
 from fral import JIN, Pool
@@ -148,6 +149,16 @@ def main() -> None:
             f"  {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
         )
         print("PASS" if extra < 1024 else "FAIL: above the 1 GiB goal")
+        row = {
+            "pool (uint8 3x32x32, memory-mapped)": args.size,
+            "candidates scored": scored,
+            "batch": args.batch_size,
+            "seconds": round(seconds, 1),
+            "peak extra anonymous memory (MiB)": round(extra, 1),
+            "the pool as float32 (MiB)": round(args.size * 3 * 32 * 32 * 4 / MIB),
+            "goal (MiB)": 1024,
+        }
+        write_results("memory-cpu", list(row), [row], torch.device("cpu"))
 
 
 if __name__ == "__main__":
