@@ -47,7 +47,7 @@ from fral._modules import check_module
 from fral.attacks import PGD
 from fral.datasets import FairDataset, load_dataset
 from fral.metrics import evaluate
-from fral.models import MLP, MobileNetV2, SmallCNN
+from fral.models import MLP, SmallCNN, build_model
 from fral.pool import Pool, initial_split
 from fral.protocol import QueryStrategy, Strategy, check_int
 from fral.run_folder import (
@@ -95,9 +95,12 @@ class DatasetOracle:
 def default_model_fn(
     dataset: FairDataset, name: str | None = None, *, width: float = 0.5
 ) -> Callable[[], nn.Module]:
-    """``model_fn`` for the data set: ``name`` in ``{"smallcnn", "mobilenetv2", "mlp"}``,
-    default :class:`~fral.models.SmallCNN` for images and :class:`~fral.models.MLP` for
-    tabular rows; ``width`` is MobileNetV2's width multiplier."""
+    """``model_fn`` for the data set: ``name`` in ``{"smallcnn", "mobilenetv2", "resnet18",
+    "mlp"}``, default :class:`~fral.models.SmallCNN` for images and :class:`~fral.models.MLP`
+    for tabular rows; ``width`` is MobileNetV2's and ResNet18's width multiplier. Both get
+    ``input_size`` = the images' width, so their ``stem="auto"`` takes the CIFAR stem below
+    64 px (CINIC-10's 32 px, the digits) and the ImageNet stem from there (UTKFace's and
+    HAM-10000's 112 px)."""
     image = len(dataset.input_shape) == 3
     name = name or ("smallcnn" if image else "mlp")
     classes = dataset.num_classes
@@ -105,12 +108,14 @@ def default_model_fn(
         return lambda: MLP(math.prod(dataset.input_shape), classes)
     if not image:
         raise ValueError(f"model {name!r} needs image data; {dataset.name} is tabular")
-    channels = dataset.input_shape[0]
-    if name == "mobilenetv2":
-        return lambda: MobileNetV2(classes, channels, width=width)
+    channels, size = dataset.input_shape[0], dataset.input_shape[-1]
+    if name in ("mobilenetv2", "resnet18"):
+        return lambda: build_model(
+            name, num_classes=classes, in_channels=channels, width=width, input_size=size
+        )
     if name == "smallcnn":
         return lambda: SmallCNN(classes, channels, channels=(16, 32))
-    raise ValueError(f"unknown model {name!r}; choose from smallcnn, mobilenetv2, mlp")
+    raise ValueError(f"unknown model {name!r}; choose from smallcnn, mobilenetv2, resnet18, mlp")
 
 
 def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:

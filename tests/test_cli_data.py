@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import fral.cli
 from fral.cli import main
 from fral.datasets import DATASETS, FairDataset
+from fral.loop import default_model_fn
 from fral.presets import PAPER_PRESETS
 from fral.training import PRESETS
 
@@ -294,3 +296,47 @@ def test_a_paper_data_set_trains_with_its_preset_where_no_flag_overrides(
         assert settings[phase]["lr"] == 0.1 and settings[phase]["epochs"] == 1
         assert settings[phase]["warmup_epochs"] == pytest.approx(10 / 70)
         assert settings[phase]["weight_decay"] == 2e-4 and settings[phase]["momentum"] == 0.9
+
+
+def test_resnet18_runs_from_the_command_line(tmp_path) -> None:
+    data = tmp_path / "faces.npz"
+    write_images(data)
+    out = tmp_path / "out"
+    argv = ["run", "--dataset", str(data), *TINY, "--model", "resnet18", "--width", "0.125"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert run_settings(out)["model"] == "ResNet18"
+    assert sources(out)["model"] == {"value": "resnet18", "from": "command line"}
+
+
+@pytest.mark.parametrize(("size", "stem"), [(32, "cifar"), (112, "imagenet")])
+@pytest.mark.parametrize("name", ["mobilenetv2", "resnet18"])
+def test_the_paper_networks_take_the_stem_of_the_image_size(name, size, stem) -> None:
+    dataset = FairDataset.from_arrays(
+        np.zeros((20, 3, size, size), dtype=np.uint8), np.arange(20) % 2, np.arange(20) % 2
+    )
+    model = default_model_fn(dataset, name, width=0.25)()
+    assert model.stem == stem
+    assert model(torch.zeros(2, 3, size, size)).shape == (2, 2)
+
+
+def test_utkface_from_a_local_folder_runs_with_its_preset(tmp_path, monkeypatch) -> None:
+    """The real UTKFace loader on a tiny folder of real JPEGs named as UTKFace names them."""
+    from PIL import Image
+
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    for number in range(120):
+        race, age = number % 4, (20 if number % 8 < 4 else 40)
+        colour = (race * 60, 200 if age >= 30 else 40, number)
+        name = f"{age}_{number % 2}_{race}_{20170116174525125 + number}.jpg.chip.jpg"
+        Image.new("RGB", (10, 10), colour).save(folder / name, quality=95)
+    monkeypatch.setenv("FRAL_DATA_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    argv = ["run", "--dataset", "utkface", "--data-dir", str(folder), *TINY, "--limit", "40"]
+    assert main([*argv, "--model", "smallcnn", "--out", str(out)]) == 0
+    settings = run_settings(out)
+    assert settings["dataset"] == "utkface" and settings["standard_mode"] == "scratch"
+    assert settings["train"]["lr"] == 0.1 and settings["train"]["eps"] == pytest.approx(4 / 255)
+    recorded = json.loads((out / "settings.json").read_text())
+    assert recorded["data_dir"] == str(folder)
+    assert recorded["options"]["lr"] == {"value": 0.1, "from": "preset utkface"}
