@@ -47,7 +47,7 @@ from fral._modules import check_module
 from fral.attacks import PGD
 from fral.datasets import FairDataset, load_dataset
 from fral.metrics import evaluate
-from fral.models import MLP, SmallCNN, build_model
+from fral.models import MLP, MobileNetV2, ResNet18, SmallCNN
 from fral.pool import Pool, initial_split
 from fral.protocol import QueryStrategy, Strategy, check_int
 from fral.run_folder import (
@@ -97,10 +97,10 @@ def default_model_fn(
 ) -> Callable[[], nn.Module]:
     """``model_fn`` for the data set: ``name`` in ``{"smallcnn", "mobilenetv2", "resnet18",
     "mlp"}``, default :class:`~fral.models.SmallCNN` for images and :class:`~fral.models.MLP`
-    for tabular rows; ``width`` is MobileNetV2's and ResNet18's width multiplier. Both get
-    ``input_size`` = the images' width, so their ``stem="auto"`` takes the CIFAR stem below
-    64 px (CINIC-10's 32 px, the digits) and the ImageNet stem from there (UTKFace's and
-    HAM-10000's 112 px)."""
+    for tabular rows; ``width`` is MobileNetV2's width multiplier (ResNet18 is built at full
+    width, as in the paper's Table 4). MobileNetV2 and ResNet18 get the image size, so that
+    their stem suits it (:func:`fral.models.resolve_stem`: the CIFAR stem below 64 px, the
+    ImageNet stem from 64 px, e.g. the paper's 112 px)."""
     image = len(dataset.input_shape) == 3
     name = name or ("smallcnn" if image else "mlp")
     classes = dataset.num_classes
@@ -108,11 +108,11 @@ def default_model_fn(
         return lambda: MLP(math.prod(dataset.input_shape), classes)
     if not image:
         raise ValueError(f"model {name!r} needs image data; {dataset.name} is tabular")
-    channels, size = dataset.input_shape[0], dataset.input_shape[-1]
-    if name in ("mobilenetv2", "resnet18"):
-        return lambda: build_model(
-            name, num_classes=classes, in_channels=channels, width=width, input_size=size
-        )
+    channels, size = dataset.input_shape[0], min(dataset.input_shape[1:])
+    if name == "mobilenetv2":
+        return lambda: MobileNetV2(classes, channels, width=width, input_size=size)
+    if name == "resnet18":
+        return lambda: ResNet18(classes, channels, input_size=size)
     if name == "smallcnn":
         return lambda: SmallCNN(classes, channels, channels=(16, 32))
     raise ValueError(f"unknown model {name!r}; choose from smallcnn, mobilenetv2, resnet18, mlp")

@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from fral._io import read_json, read_torch
-from fral.datasets import digits_domains
-from fral.loop import initialize, run_experiment, strategy_for
+from fral.datasets import FairDataset, digits_domains
+from fral.loop import default_model_fn, initialize, run_experiment, strategy_for
 from fral.models import SmallCNN
 from fral.strategies import JIN, RAND, MinMax, build_strategy
 from fral.training import TrainConfig
@@ -274,3 +275,18 @@ def test_the_papers_ablations_have_names(data) -> None:
         build_strategy("JIN-S", 5, components=("robust",))
     with pytest.raises(ValueError, match="jin-s, jin-r"):
         build_strategy("JIN-X", 5)
+
+
+@pytest.mark.parametrize(("size", "stem"), [(32, "cifar"), (112, "imagenet")])
+@pytest.mark.parametrize("name", ["mobilenetv2", "resnet18"])
+def test_default_model_fn_builds_the_stem_for_the_image_size(name, size, stem):
+    x = np.zeros((8, 3, size, size), np.uint8)
+    data = FairDataset.from_arrays(
+        x,
+        np.arange(8) % 2,
+        (np.arange(8) // 2) % 2,
+        splits={"train": range(4), "test": range(4, 8)},
+    )
+    model = default_model_fn(data, name)()
+    assert model.stem == stem
+    assert model(torch.zeros(2, 3, size, size)).shape == (2, 2)
