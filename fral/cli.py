@@ -197,7 +197,9 @@ def _add_loop_options(parser: argparse.ArgumentParser) -> None:
         help="network (default: the preset's, else smallcnn for images, mlp for tabular)",
     )
     train.add_argument(
-        "--width", type=_positive, help="width multiplier of the network" + default("width")
+        "--width",
+        type=_positive,
+        help="MobileNetV2's width multiplier (ResNet18 is built at full width)" + default("width"),
     )
     train.add_argument(
         "--epochs",

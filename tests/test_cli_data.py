@@ -294,3 +294,37 @@ def test_a_paper_data_set_trains_with_its_preset_where_no_flag_overrides(
         assert settings[phase]["lr"] == 0.1 and settings[phase]["epochs"] == 1
         assert settings[phase]["warmup_epochs"] == pytest.approx(10 / 70)
         assert settings[phase]["weight_decay"] == 2e-4 and settings[phase]["momentum"] == 0.9
+
+
+def test_model_resnet18_reaches_the_run(captured, tmp_path) -> None:
+    data = tmp_path / "faces.npz"
+    write_images(data)
+    out = tmp_path / "out"
+    assert main(["run", "--dataset", str(data), "--model", "resnet18", "--out", str(out)]) == 0
+    args = captured["args"]
+    model = fral.cli.default_model_fn(captured["dataset"], args.model, width=args.width)()
+    assert type(model).__name__ == "ResNet18" and model.stem == "cifar"
+    assert sources(out)["model"] == {"value": "resnet18", "from": "command line"}
+
+
+def test_utkface_from_a_local_folder_runs_with_its_preset(tmp_path, monkeypatch) -> None:
+    """The real UTKFace loader on a tiny folder of real JPEGs named as UTKFace names them."""
+    from PIL import Image
+
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    for number in range(120):
+        race, age = number % 4, (20 if number % 8 < 4 else 40)
+        colour = (race * 60, 200 if age >= 30 else 40, number)
+        name = f"{age}_{number % 2}_{race}_{20170116174525125 + number}.jpg.chip.jpg"
+        Image.new("RGB", (10, 10), colour).save(folder / name, quality=95)
+    monkeypatch.setenv("FRAL_DATA_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    argv = ["run", "--dataset", "utkface", "--data-dir", str(folder), *TINY, "--limit", "40"]
+    assert main([*argv, "--model", "smallcnn", "--out", str(out)]) == 0
+    settings = run_settings(out)
+    assert settings["dataset"] == "utkface" and settings["standard_mode"] == "scratch"
+    assert settings["train"]["lr"] == 0.1 and settings["train"]["eps"] == pytest.approx(4 / 255)
+    recorded = json.loads((out / "settings.json").read_text())
+    assert recorded["data_dir"] == str(folder)
+    assert recorded["options"]["lr"] == {"value": 0.1, "from": "preset utkface"}
