@@ -5,6 +5,7 @@
 """
 
 from fral._modules import OptimizationWarning, clear_cache
+from fral._progress import show_progress
 from fral.active_set import ActiveSet
 from fral.attacks import PGD, TorchattacksAttack, as_attack, pgd
 from fral.datasets import FairDataset, load_dataset
@@ -110,6 +111,7 @@ __all__ = [
     "robust_inconsistency",
     "robust_inconsistency_scores",
     "run_experiment",
+    "show_progress",
     "standard_inconsistency",
     "standard_inconsistency_scores",
     "standard_train",

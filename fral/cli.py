@@ -165,6 +165,19 @@ def _add_loop_options(parser: argparse.ArgumentParser) -> None:
     def default(name: str) -> str:
         return _PRESET_NOTE.format(GENERIC_DEFAULTS[name])
 
+    bars = parser.add_mutually_exclusive_group()
+    bars.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_const",
+        const=True,
+        default=None,
+        help="progress bars (rounds, training epochs, oracle); by default shown only when "
+        "standard error is a terminal, or as FRAL_PROGRESS=1/0 says",
+    )
+    bars.add_argument(
+        "--no-progress", dest="progress", action="store_const", const=False, help="no bars"
+    )
     group = parser.add_argument_group("loop (Algorithm 1)")
     group.add_argument("--rounds", type=int, help="active rounds K" + default("rounds"))
     group.add_argument(
@@ -632,7 +645,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--tiny", action="store_true", help="a seconds-long version (for CI)")
     demo.add_argument("--resume", action="store_true", help="continue an interrupted demo")
-    demo.add_argument("--progress", action="store_true", help="progress bars (rounds, epochs)")
     _add_loop_options(demo)
 
     run = commands.add_parser(
@@ -687,12 +699,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--resume", action="store_true", help="continue the runs saved in --out")
-    run.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="no progress bars (rounds, training epochs, oracle)",
-    )
     _add_loop_options(run)
 
     report = commands.add_parser("report", help="Table 1 and plot from saved runs")

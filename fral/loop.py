@@ -36,7 +36,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from fral import distributed
 from fral._io import (
@@ -45,6 +44,7 @@ from fral._io import (
     write_torch,
 )
 from fral._modules import check_module
+from fral._progress import check_progress, progress_bar
 from fral.attacks import PGD
 from fral.datasets import FairDataset, load_dataset
 from fral.metrics import evaluate
@@ -227,7 +227,7 @@ def strategy_for(
     *,
     seed: int = 0,
     attack_steps: int = 5,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Strategy:
     """A strategy by paper name for ``dataset``: seeded, and where it attacks (JIN, G-RAND,
     G-ENT, MinMax, OPT, FairAL) with the data set's threat model (``eps``, ``alpha``,
@@ -292,7 +292,7 @@ def initialize(
     seed: int = 0,
     device: torch.device | str = "cpu",
     attack_steps: int = 5,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Initialization:
     """Algorithm 1, line 3: label ``initial_fraction`` of the training split uniformly at
     random and adversarially train ``M_R`` on it; evaluate on the test split (round 0).
@@ -487,7 +487,7 @@ def run_experiment(
     attack_steps: int = 5,
     device: torch.device | str = "cpu",
     initialization: Initialization | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> ExperimentResult:
     """Run Algorithm 1 (FRAL) with ``strategy`` on ``dataset``.
@@ -569,8 +569,10 @@ def run_experiment(
         strategies start from the same ``M_R``. Must match ``dataset`` (by content),
         ``seed``, ``initial_fraction``, ``train`` and the model, else a ``ValueError`` names
         what differs.
-    progress : bool, default False
-        Progress bars for rounds, training epochs and the oracle.
+    progress : bool or None, default None
+        Progress bars for rounds, training epochs and the oracle: ``True``/``False`` as
+        asked; ``None`` in a terminal only, quiet in logs and notebooks (or as the
+        environment variable ``FRAL_PROGRESS`` says; see :func:`fral.show_progress`).
     on_round : callable, optional
         Called with each round's record after it is saved.
 
@@ -598,6 +600,7 @@ def run_experiment(
     seed = check_int(seed, "seed", -(2**63))
     attack_steps = check_int(attack_steps, "attack_steps", 1)
     oracle_batch_size = check_int(oracle_batch_size, "oracle_batch_size", 1)
+    check_progress(progress)
     initial_fraction = _check_fraction("initial_fraction", initial_fraction, upper_closed=False)
     budget_fraction = _check_fraction("budget_fraction", budget_fraction, upper_closed=True)
     if standard_mode not in ("finetune", "scratch"):
@@ -715,7 +718,7 @@ class _Run:
         oracle_batch_size: int,
         checkpoint: _Checkpoint,
         device: torch.device,
-        progress: bool,
+        progress: bool | None,
         on_round: Callable[[dict[str, Any]], None] | None,
     ) -> None:
         self.strategy, self.dataset, self.settings = strategy, dataset, settings
@@ -827,10 +830,10 @@ class _Run:
     def finish(self) -> ExperimentResult:
         done = len(self.history) - 1
         rounds = int(self.settings["rounds"])
-        bar = tqdm(
+        bar = progress_bar(
             range(done + 1, rounds + 1),
+            progress=self.progress,
             desc=f"{self.name} rounds",
-            disable=not self.progress,
             initial=done,
             total=rounds,
         )
@@ -956,12 +959,12 @@ class _Run:
     def ask_oracle(self, picks: torch.Tensor, open_round: dict[str, Any]) -> torch.Tensor:
         """Labels for ``picks``; each answer is on disk before the next question."""
         answers: list[int] = open_round["labels"]
-        bar = tqdm(
+        bar = progress_bar(
             total=picks.numel(),
             initial=len(answers),
             desc="oracle",
             unit="label",
-            disable=not self.progress,
+            progress=self.progress,
             leave=False,
         )
         while len(answers) < picks.numel():

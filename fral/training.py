@@ -35,9 +35,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from fral._modules import autocast, check_module, model_device, preserved_mode
+from fral._progress import check_progress, progress_bar
 from fral._random import RandomState, make_generator, resolve_seed
 from fral.attacks import check_labels
 from fral.distributed import Context, current
@@ -737,8 +737,9 @@ class Trainer:
         Options; ``fit(epochs=...)`` can override the epoch count per call.
     random_state : int, torch.Generator or None
         Seed of every random draw of the training.
-    progress : bool
-        Show a tqdm bar per epoch.
+    progress : bool or None
+        A bar per epoch: ``True``/``False`` as asked; ``None`` (default) in a terminal only
+        (or as ``FRAL_PROGRESS`` says; see :func:`fral.show_progress`).
 
     Under a process group (``torchrun``; see :mod:`fral.distributed`), every rank calls
     :meth:`fit` with the same data and the training is data-parallel: every rank draws the
@@ -763,7 +764,7 @@ class Trainer:
     model: nn.Module
     config: TrainConfig = field(default_factory=TrainConfig)
     random_state: RandomState = None
-    progress: bool = False
+    progress: bool | None = None
 
     def __post_init__(self) -> None:
         check_module(self.model, "model")
@@ -771,7 +772,7 @@ class Trainer:
             raise TypeError(
                 f"config must be a fral.training.TrainConfig, got {type(self.config).__name__}"
             )
-        _flag("progress", self.progress)
+        check_progress(self.progress)
         if not any(True for _ in self.model.parameters()):
             raise ValueError("model has no parameters to train (a stateless module)")
         self.optimizer = torch.optim.SGD(
@@ -910,9 +911,9 @@ class Trainer:
             for _ in range(config.epochs):
                 start, losses = time.perf_counter(), []
                 batches = _split(self._epoch_order(labels, config), config.batch_size)
-                bar = tqdm(
+                bar = progress_bar(
                     batches,
-                    disable=not self.progress,
+                    progress=self.progress,
                     leave=False,
                     desc=f"{'TRADES' if config.adversarial else 'train'} epoch "
                     f"{self.epochs_done + 1}",
@@ -1052,12 +1053,13 @@ def adversarial_train(
     data: Pool | tuple[torch.Tensor, torch.Tensor],
     *,
     random_state: RandomState = None,
-    progress: bool = True,
+    progress: bool | None = None,
     **options: Any,
 ) -> Trainer:
     """TRADES-train ``model`` in place on labelled ``data``; returns the trainer to continue.
 
-    A tqdm bar per epoch unless ``progress=False``. ``options`` are :class:`TrainConfig`
+    A bar per epoch in a terminal (``progress=None``, the default; ``True``/``False`` to
+    choose; see :func:`fral.show_progress`). ``options`` are :class:`TrainConfig`
     fields (``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``,
     ``warmup_epochs``, ``beta``, ``eps``, ``alpha``, ``steps``, ``bounds``, ``oversample``,
     ``amp``, ``trades``), checked as :class:`TrainConfig` checks them; the inputs are checked
@@ -1074,7 +1076,7 @@ def standard_train(
     data: Pool | tuple[torch.Tensor, torch.Tensor],
     *,
     random_state: RandomState = None,
-    progress: bool = True,
+    progress: bool | None = None,
     **options: Any,
 ) -> Trainer:
     """Cross-entropy training of the auxiliary standard model ``M_S``, in place.

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from fral._modules import EvalView
+from fral._progress import check_progress, progress_bar
 from fral._random import RandomState, make_generator
 from fral.attacks import as_attack, run_attack
 from fral.metrics import CRITERIA
@@ -235,8 +235,9 @@ class FairAL(Strategy):
         working copy.
     batch_size : int, default 256
         Samples per forward pass (entropy, validation).
-    progress : bool, default True
-        Show a tqdm bar over the candidates.
+    progress : bool or None, default None
+        A bar over the candidates: ``True``/``False`` as asked; ``None`` in a terminal only
+        (see :func:`fral.show_progress`).
     random_state : int, torch.Generator or None
         Seed of the validation subsample, the replay batch and the attacks' random starts.
 
@@ -293,7 +294,7 @@ class FairAL(Strategy):
         attack: Any = None,
         fill: bool = True,
         batch_size: int = 256,
-        progress: bool = True,
+        progress: bool | None = None,
         random_state: RandomState = None,
     ) -> None:
         super().__init__(budget, random_state=random_state)
@@ -314,7 +315,7 @@ class FairAL(Strategy):
         self.attack = as_attack(attack)
         self.fill = check_flag(fill, "fill")
         self.batch_size = check_batch_size(batch_size)
-        self.progress = check_flag(progress, "progress")
+        self.progress = check_progress(progress)
 
     def __repr__(self) -> str:
         return (
@@ -364,7 +365,7 @@ class FairAL(Strategy):
         baseline = probe.worst_accuracy()
         labels, weights = label_weights(probabilities, self.label_mass, self.max_labels)
         gains = torch.zeros(inputs.shape[0], dtype=torch.float64)
-        for position in tqdm(range(inputs.shape[0]), desc="FairAL", disable=not self.progress):
+        for position in progress_bar(range(inputs.shape[0]), desc="FairAL", progress=self.progress):
             expected = 0.0
             for label, weight in zip(
                 labels[position].tolist(), weights[position].tolist(), strict=True
