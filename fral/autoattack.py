@@ -341,6 +341,7 @@ class AutoAttack(CallableAttack):
         clean_logits: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        seeds: torch.Generator | None = None,
         amp: bool | torch.dtype = False,
     ) -> torch.Tensor:
         """Logits of the worst case per sample: PGD's where PGD (or the clean input) is
@@ -355,7 +356,11 @@ class AutoAttack(CallableAttack):
         clean_logits : torch.Tensor, shape (N, C)
             The view's logits on ``x``.
         generator : torch.Generator, optional
-            Source of PGD's random start and of AutoAttack's seed.
+            Source of PGD's random start (and of AutoAttack's seed without ``seeds``).
+        seeds : torch.Generator, optional
+            Source of AutoAttack's seed (when :attr:`seed` is unset), kept apart from
+            ``generator`` so that PGD draws the same random starts as a PGD-only evaluation
+            under the same seed.
         amp : bool or torch.dtype, default False
             Autocast of the forward passes that give the returned logits.
 
@@ -379,7 +384,7 @@ class AutoAttack(CallableAttack):
                 x[alive],
                 y[alive],
                 n_classes=clean_logits.shape[1],
-                generator=generator,
+                generator=generator if seeds is None else seeds,
             )
             with torch.no_grad(), autocast(view.device, amp):
                 attacked = view(x_aa)

@@ -720,6 +720,11 @@ def clean_and_adversarial_logits(
     attack = as_attack(attack) if robust else None
     if len(data) == 0:
         raise ValueError("the evaluation data is empty: there is nothing to measure")
+    seeds = None
+    if isinstance(attack, AutoAttack) and generator is not None:
+        # AutoAttack's seeds come from their own stream: PGD's random starts stay those of a
+        # PGD-only evaluation under the same generator.
+        seeds = make_generator((generator.initial_seed() + 1) % 2**63, generator.device)
     with evaluation_view(model) as view:
         for x, y, g in data.labeled_batches(batch_size, device=view.device):
             check_input_batch(x)
@@ -730,7 +735,7 @@ def clean_and_adversarial_logits(
             adversarial = None
             if isinstance(attack, AutoAttack):
                 adversarial = attack.worst_case_logits(
-                    model, view, x, y, clean, generator=generator, amp=amp
+                    model, view, x, y, clean, generator=generator, seeds=seeds, amp=amp
                 )
             elif attack is not None:
                 x_adv = run_attack(

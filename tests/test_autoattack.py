@@ -75,11 +75,20 @@ def test_only_samples_correct_after_pgd_are_attacked(
         return perturb(self, run, x, y, n_classes, seed)
 
     monkeypatch.setattr(AutoAttack, "_perturb", spy)
-    pgd = evaluate(trained_net, data, attack=PGD(eps=EPS, alpha=EPS / 2), random_state=5)
-    auto = evaluate(trained_net, data, attack=AutoAttack(EPS, **QUICK), random_state=5)
+    pgd = evaluate(
+        trained_net, data, attack=PGD(eps=EPS, alpha=EPS / 2), random_state=5, batch_size=16
+    )
+    auto = evaluate(
+        trained_net, data, attack=AutoAttack(EPS, **QUICK), random_state=5, batch_size=16
+    )
     # The same PGD (same seed) runs first: AutoAttack sees exactly its survivors.
     survivors = round(float(pgd.robust["accuracy"].overall) * 40)
     assert sum(attacked) == survivors > 0
+    # Per sample: robust under the worst case => robust under the PGD evaluation.
+    labels = data.labels
+    pgd_right = pgd.robust["accuracy"].samples[0] == labels
+    auto_right = auto.robust["accuracy"].samples[0] == labels
+    assert not (auto_right & ~pgd_right).any()
     clean_wrong = pgd.clean["accuracy"].overall < 1
     assert clean_wrong  # some samples are wrong on clean inputs: they count as non-robust
     alone = AutoAttack(EPS, pgd_first=False, **QUICK)
