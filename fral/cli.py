@@ -38,6 +38,8 @@ from fral.datasets import DATASETS, FairDataset, load_dataset
 from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
 from fral.report import (
     final_table,
+    group_table,
+    interval_table,
     labelled_table,
     load_results,
     plot_worst_group,
@@ -173,6 +175,7 @@ _RESUMABLE = frozenset(
         "device",
         "metric",
         "handler",
+        "eval_attack",
     }
 )
 COMMAND_FILE = "command.json"
@@ -254,7 +257,7 @@ def _compare(
                 flush=True,
             )
         print(round_table_header())
-        print(round_line("init", initialization.record), flush=True)
+        print(round_line("init", initialization.record, dataset.group_names), flush=True)
         for name in strategies:
             strategy = strategy_for(
                 name,
@@ -282,15 +285,31 @@ def _compare(
                 resume=args.resume,
                 initialization=initialization,
                 progress=args.progress,
-                on_round=lambda record, label=label: print(round_line(label, record), flush=True),
+                on_round=lambda record, label=label: print(
+                    round_line(label, record, dataset.group_names), flush=True
+                ),
+                eval_attack=getattr(args, "eval_attack", "pgd"),
             )
             results.append(result.to_dict())
     return results
 
 
-def _write_outputs(results: list[dict[str, Any]], out: Path, metric: str) -> None:
+def _result_tables(results: list[dict[str, Any]], metric: str, attack: str) -> str:
+    """Table 1 (under PGD, and under AutoAttack where asked), per group by name, and the
+    worst group's confidence intervals."""
+    tables = [final_table(results, metric)]
+    if attack != "pgd":
+        tables.append(f"Under {attack}:\n" + final_table(results, metric, attack))
+    tables.append("Per group, final round:\n" + group_table(results, metric, attack))
+    tables.append("Worst group, final round:\n" + interval_table(results, metric, attack))
+    return "\n\n".join(tables)
+
+
+def _write_outputs(
+    results: list[dict[str, Any]], out: Path, metric: str, attack: str = "pgd"
+) -> None:
     write_json(out / "results.json", results)
-    table = final_table(results, metric)
+    table = _result_tables(results, metric, attack)
     written = [out / "results.json", out / "table.md"]
     try:
         written.append(plot_worst_group(results, out / "worst_group.png", metric))
@@ -331,12 +350,12 @@ def _run(args: argparse.Namespace) -> None:
         if args.limit is not None:
             dataset = dataset.subsample(train=args.limit, seed=args.split_seed)
         results = _compare(dataset, args.strategy, args.seeds, args, out)
-        _write_outputs(results, out, args.metric)
+        _write_outputs(results, out, args.metric, args.eval_attack)
 
 
 def _report(args: argparse.Namespace) -> None:
     results = load_results(args.paths)
-    print(final_table(results, args.metric))
+    print(_result_tables(results, args.metric, args.eval_attack))
     print()
     print(labelled_table(results))
     print()
@@ -378,6 +397,13 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=_positive_int, default=None, help="use at most this many training samples"
     )
     run.add_argument("--metric", choices=["accuracy", "f1"], default="accuracy")
+    run.add_argument(
+        "--eval-attack",
+        choices=["pgd", "autoattack"],
+        default="pgd",
+        help="final round's evaluation: PGD (default) or also AutoAttack (slow; worst case of "
+        "both; needs torchattacks and data in bounds)",
+    )
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--resume", action="store_true", help="continue the runs saved in --out")
     run.add_argument(
@@ -391,6 +417,12 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="Table 1 and plot from saved runs")
     report.add_argument("paths", nargs="+", help="run folders or history.json files")
     report.add_argument("--metric", choices=["accuracy", "f1"], default="accuracy")
+    report.add_argument(
+        "--eval-attack",
+        choices=["pgd", "autoattack"],
+        default="pgd",
+        help="robust columns under PGD (default) or AutoAttack (runs made with it)",
+    )
     report.add_argument("--plot", default=None, help="also write this PNG")
     return parser
 
