@@ -6,9 +6,11 @@
 
 from fral._modules import OptimizationWarning, clear_cache
 from fral.attacks import PGD, TorchattacksAttack, as_attack, pgd
+from fral.autoattack import AutoAttack
 from fral.datasets import FairDataset, load_dataset
 from fral.loop import initialize, run_experiment
 from fral.metrics import (
+    ConfidenceIntervals,
     Evaluation,
     GroupMetric,
     evaluate,
@@ -72,6 +74,8 @@ __all__ = [
     "PGD",
     "RAND",
     "STRATEGIES",
+    "AutoAttack",
+    "ConfidenceIntervals",
     "Evaluation",
     "FairAL",
     "FairDataset",

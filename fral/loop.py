@@ -365,8 +365,10 @@ class ExperimentResult:
         ``picked`` and ``budget``; ``groups`` (the groups the strategy drew from, in order,
         ``None`` for the whole pool) and ``groups_from`` (``"strategy"`` when the strategy
         reported them in ``last_selection``, ``"picks"`` when derived from the picks' groups
-        in order of first appearance); ``picked_per_group`` and ``picked_per_class``; and the
-        wall time of selection (``selection_seconds``: ``M_S`` training and the strategy's own
+        in order of first appearance); ``picked_per_group`` and ``picked_per_class``; in
+        ``test``, ``group_names`` and, for the final round, ``attack`` and ``ci`` (bootstrap
+        intervals, see ``eval_attack`` of :func:`run_experiment`), and there
+        ``test_autoattack`` where asked; and the wall time of selection (``selection_seconds``: ``M_S`` training and the strategy's own
         worst-group search included) and of the adversarial fine-tuning
         (``training_seconds``).
     labeled : torch.Tensor, int64

@@ -4,6 +4,11 @@ FRAL's quality is minimax fairness (Eq. 1): ``F_std`` is the worst group's clean
 ``F_rob`` its accuracy under a white-box PGD attack. The paper also reports the disparity
 (best minus worst group) and the group average (unweighted mean over groups); HAM-10000 uses
 macro-F1 instead of accuracy.
+
+:class:`GroupMetric` also speaks fairlearn's ``MetricFrame`` language (``overall``,
+``by_group``, ``group_min``, ``group_max``, ``difference``, ``ratio``) and gives bootstrap
+confidence intervals of these figures (:meth:`GroupMetric.bootstrap`): validation and test
+groups are small, and a worst-group number without an interval misleads.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "CRITERIA",
     "METRICS",
     "RISKS",
+    "ConfidenceIntervals",
     "Evaluation",
     "GroupMetric",
     "clean_and_adversarial_logits",
