@@ -368,9 +368,9 @@ class ExperimentResult:
         in order of first appearance); ``picked_per_group`` and ``picked_per_class``; in
         ``test``, ``group_names`` and, for the final round, ``attack`` and ``ci`` (bootstrap
         intervals, see ``eval_attack`` of :func:`run_experiment`), and there
-        ``test_autoattack`` where asked; and the wall time of selection (``selection_seconds``: ``M_S`` training and the strategy's own
-        worst-group search included) and of the adversarial fine-tuning
-        (``training_seconds``).
+        ``test_autoattack`` where asked; and the wall time of selection
+        (``selection_seconds``: ``M_S`` training and the strategy's own worst-group search
+        included) and of the adversarial fine-tuning (``training_seconds``).
     labeled : torch.Tensor, int64
         Final labelled training indices, in labelling order.
     labels : torch.Tensor, int64
