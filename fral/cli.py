@@ -300,8 +300,9 @@ def _result_tables(results: list[dict[str, Any]], metric: str, attack: str) -> s
     tables = [final_table(results, metric)]
     if attack != "pgd":
         tables.append(f"Under {attack}:\n" + final_table(results, metric, attack))
-    tables.append("Per group, final round:\n" + group_table(results, metric, attack))
-    tables.append("Worst group, final round:\n" + interval_table(results, metric, attack))
+    if results:
+        tables.append("Per group, final round:\n" + group_table(results, metric, attack))
+        tables.append("Worst group, final round:\n" + interval_table(results, metric, attack))
     return "\n\n".join(tables)
 
 
