@@ -8,9 +8,11 @@ from fral._modules import OptimizationWarning, clear_cache
 from fral._progress import show_progress
 from fral.active_set import ActiveSet
 from fral.attacks import PGD, TorchattacksAttack, as_attack, pgd
+from fral.autoattack import AutoAttack
 from fral.datasets import FairDataset, load_dataset
 from fral.loop import initialize, run_experiment
 from fral.metrics import (
+    ConfidenceIntervals,
     Evaluation,
     GroupMetric,
     evaluate,
@@ -75,6 +77,8 @@ __all__ = [
     "RAND",
     "STRATEGIES",
     "ActiveSet",
+    "AutoAttack",
+    "ConfidenceIntervals",
     "Evaluation",
     "FairAL",
     "FairDataset",

@@ -437,12 +437,21 @@ def _is_torchattacks(obj: Any) -> bool:
 def as_attack(attack: Any = None) -> PGD | CallableAttack:
     """Normalise whatever the user passed as an attack.
 
-    ``None`` gives the paper's :class:`PGD` (PGD-5, 4/255); a :class:`PGD` or an adapter is
-    returned as is; a torchattacks object is wrapped in :class:`TorchattacksAttack`; any other
-    callable is taken as ``fn(model, x, y) -> x_adv``.
+    ``None`` or ``"pgd"`` gives the paper's :class:`PGD` (PGD-5, 4/255); ``"autoattack"``
+    gives :class:`fral.AutoAttack` at 4/255 (torchattacks' standard version); a :class:`PGD`
+    or an adapter is returned as is; a torchattacks object is wrapped in
+    :class:`TorchattacksAttack`; any other callable is taken as ``fn(model, x, y) -> x_adv``.
     """
     if attack is None:
         return PGD()
+    if isinstance(attack, str):
+        if attack.lower() == "pgd":
+            return PGD()
+        if attack.lower() == "autoattack":
+            from fral.autoattack import AutoAttack  # fral.autoattack imports this module
+
+            return AutoAttack()
+        raise ValueError(f"attack must be 'pgd' or 'autoattack' when a string, got {attack!r}")
     if isinstance(attack, (PGD, CallableAttack)):
         return attack
     if _is_torchattacks(attack):

@@ -53,6 +53,8 @@ from fral.models import MODELS
 from fral.presets import PAPER_PRESETS, PaperPreset, paper_preset
 from fral.report import (
     final_table,
+    group_table,
+    interval_table,
     labelled_table,
     load_results,
     plot_worst_group,
@@ -366,6 +368,7 @@ _RESUMABLE = frozenset(
         "device",
         "metric",
         "handler",
+        "eval_attack",
     }
 )
 COMMAND_FILE = "command.json"
@@ -459,7 +462,7 @@ def _compare(
                 flush=True,
             )
         print(round_table_header())
-        print(round_line("init", initialization.record), flush=True)
+        print(round_line("init", initialization.record, dataset.group_names), flush=True)
         for name in strategies:
             strategy = strategy_for(
                 name,
@@ -487,15 +490,32 @@ def _compare(
                 resume=args.resume,
                 initialization=initialization,
                 progress=args.progress,
-                on_round=lambda record, label=label: print(round_line(label, record), flush=True),
+                on_round=lambda record, label=label: print(
+                    round_line(label, record, dataset.group_names), flush=True
+                ),
+                eval_attack=getattr(args, "eval_attack", "pgd"),
             )
             results.append(result.to_dict())
     return results
 
 
-def _write_outputs(results: list[dict[str, Any]], out: Path, metric: str) -> None:
+def _result_tables(results: list[dict[str, Any]], metric: str, attack: str) -> str:
+    """Table 1 (under PGD, and under AutoAttack where asked), per group by name, and the
+    worst group's confidence intervals."""
+    tables = [final_table(results, metric)]
+    if attack != "pgd":
+        tables.append(f"Under {attack}:\n" + final_table(results, metric, attack))
+    if results:
+        tables.append("Per group, final round:\n" + group_table(results, metric, attack))
+        tables.append("Worst group, final round:\n" + interval_table(results, metric, attack))
+    return "\n\n".join(tables)
+
+
+def _write_outputs(
+    results: list[dict[str, Any]], out: Path, metric: str, attack: str = "pgd"
+) -> None:
     write_json(out / "results.json", results)
-    table = final_table(results, metric)
+    table = _result_tables(results, metric, attack)
     written = [out / "results.json", out / "table.md"]
     try:
         written.append(plot_worst_group(results, out / "worst_group.png", metric))
@@ -616,12 +636,12 @@ def _run(args: argparse.Namespace) -> None:
         record()
         _record_settings(out, args, dataset, sources)
         results = _compare(dataset, args.strategy, args.seeds, args, out, sources)
-        _write_outputs(results, out, args.metric)
+        _write_outputs(results, out, args.metric, args.eval_attack)
 
 
 def _report(args: argparse.Namespace) -> None:
     results = load_results(args.paths)
-    print(final_table(results, args.metric))
+    print(_result_tables(results, args.metric, args.eval_attack))
     print()
     print(labelled_table(results))
     print()
@@ -687,6 +707,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["accuracy", "f1"],
         help="metric of the tables (default: the data set's, e.g. f1 for ham10000)",
     )
+    run.add_argument(
+        "--eval-attack",
+        choices=["pgd", "autoattack"],
+        default="pgd",
+        help="final round's evaluation: PGD (default) or also AutoAttack (slow; worst case of "
+        "both; needs torchattacks and data in bounds)",
+    )
     threat = run.add_argument_group("threat model (default: the preset's, else the data set's)")
     threat.add_argument("--eps", type=_non_negative, help="L-inf attack radius, in input units")
     threat.add_argument(
@@ -704,6 +731,12 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="Table 1 and plot from saved runs")
     report.add_argument("paths", nargs="+", help="run folders or history.json files")
     report.add_argument("--metric", choices=["accuracy", "f1"], default="accuracy")
+    report.add_argument(
+        "--eval-attack",
+        choices=["pgd", "autoattack"],
+        default="pgd",
+        help="robust columns under PGD (default) or AutoAttack (runs made with it)",
+    )
     report.add_argument("--plot", default=None, help="also write this PNG")
     return parser
 

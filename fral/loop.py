@@ -46,6 +46,7 @@ from fral._io import (
 from fral._modules import check_module
 from fral._progress import check_progress, progress_bar
 from fral.attacks import PGD
+from fral.autoattack import AutoAttack, _torchattacks
 from fral.datasets import FairDataset, load_dataset
 from fral.metrics import evaluate
 from fral.models import MLP, MobileNetV2, ResNet18, SmallCNN
@@ -211,9 +212,38 @@ class Initialization:
         return cls(model, trainer, state["labeled"], state["record"], settings)
 
 
-def _evaluation(model: nn.Module, data: Pool, attack: PGD, seed: int) -> dict[str, Any]:
-    result = evaluate(model, data, attack=attack, random_state=seed)
-    return {"summary": result.summary(), "groups": result.to_dict()}
+def _evaluation(
+    model: nn.Module,
+    data: Pool,
+    attack: PGD | AutoAttack,
+    seed: int,
+    group_names: tuple[str, ...] | None = None,
+    intervals: bool = False,
+) -> dict[str, Any]:
+    """A record's test figures; with ``intervals``, bootstrap intervals (``ci``) of every
+    figure, from the predictions (the model is not run again)."""
+    result = evaluate(model, data, attack=attack, random_state=seed, group_names=group_names)
+    record: dict[str, Any] = {"summary": result.summary(), "groups": result.to_dict()}
+    if group_names is not None:
+        record["group_names"] = list(group_names)
+    if intervals:
+        record["attack"] = result.attack
+        record["ci"] = {
+            setting: {name: ci.to_dict() for name, ci in metrics.items()}
+            for setting, metrics in result.bootstrap(FINAL_RESAMPLES, random_state=seed).items()
+        }
+    return record
+
+
+#: Bootstrap resamples of the final evaluation's confidence intervals (95%).
+FINAL_RESAMPLES = 1000
+#: Evaluation attacks of the final round: ``"pgd"`` (the rounds' PGD) or ``"autoattack"``.
+EVAL_ATTACKS = ("pgd", "autoattack")
+
+
+def _eval_autoattack(dataset: FairDataset, pgd: PGD) -> AutoAttack:
+    """AutoAttack with the data set's threat model, after the evaluation's own PGD."""
+    return AutoAttack(eps=dataset.eps, bounds=dataset.bounds, pgd=pgd)
 
 
 def _attack_for(dataset: FairDataset, steps: int) -> PGD:
@@ -323,7 +353,7 @@ def initialize(
         "round": 0,
         "labeled": int(labeled.numel()),
         "training_seconds": seconds,
-        "test": _evaluation(model, dataset.test.pool(), attack, seed),
+        "test": _evaluation(model, dataset.test.pool(), attack, seed, dataset.group_names),
     }
     return Initialization(model, trainer, labeled, _json_ready(record), settings)
 
@@ -343,10 +373,12 @@ class ExperimentResult:
         ``picked`` and ``budget``; ``groups`` (the groups the strategy drew from, in order,
         ``None`` for the whole pool) and ``groups_from`` (``"strategy"`` when the strategy
         reported them in ``last_selection``, ``"picks"`` when derived from the picks' groups
-        in order of first appearance); ``picked_per_group`` and ``picked_per_class``; and the
-        wall time of selection (``selection_seconds``: ``M_S`` training and the strategy's own
-        worst-group search included) and of the adversarial fine-tuning
-        (``training_seconds``).
+        in order of first appearance); ``picked_per_group`` and ``picked_per_class``; in
+        ``test``, ``group_names`` and, for the final round, ``attack`` and ``ci`` (bootstrap
+        intervals, see ``eval_attack`` of :func:`run_experiment`), and there
+        ``test_autoattack`` where asked; and the wall time of selection
+        (``selection_seconds``: ``M_S`` training and the strategy's own worst-group search
+        included) and of the adversarial fine-tuning (``training_seconds``).
     labeled : torch.Tensor, int64
         Final labelled training indices, in labelling order.
     labels : torch.Tensor, int64
@@ -489,6 +521,7 @@ def run_experiment(
     initialization: Initialization | None = None,
     progress: bool | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    eval_attack: str = "pgd",
 ) -> ExperimentResult:
     """Run Algorithm 1 (FRAL) with ``strategy`` on ``dataset``.
 
@@ -575,6 +608,18 @@ def run_experiment(
         environment variable ``FRAL_PROGRESS`` says; see :func:`fral.show_progress`).
     on_round : callable, optional
         Called with each round's record after it is saved.
+    eval_attack : {"pgd", "autoattack"}, default "pgd"
+        The final round's evaluation: ``"autoattack"`` adds ``test_autoattack`` to its
+        record, the test figures under :class:`fral.AutoAttack` (torchattacks' standard
+        version, the data set's ``eps`` and ``bounds``) as the worst case with the rounds'
+        PGD: robust = correct under PGD and under AutoAttack. Slow (minutes on CPU for a
+        few thousand images); needs ``pip install torchattacks`` and image data in bounds
+        (refused at the start for ``bounds=None``, e.g. Adult). Every round is evaluated
+        under PGD either way. The final round's ``test`` (and ``test_autoattack``) also
+        carry ``ci``: 95% stratified percentile-bootstrap intervals of every figure
+        (:meth:`fral.Evaluation.bootstrap`, 1000 resamples of the predictions, seeded).
+        Not a setting of the run: it may change on ``resume`` (it applies to the final
+        round evaluated after that).
 
     Returns
     -------
@@ -623,6 +668,11 @@ def run_experiment(
             "fral.distributed.sharding(enabled=False) on one rank; the strategies, evaluate "
             "and Trainer do run sharded (docs/distributed.md)"
         )
+    if eval_attack not in EVAL_ATTACKS:
+        raise ValueError(f"eval_attack must be one of {EVAL_ATTACKS}, got {eval_attack!r}")
+    if eval_attack == "autoattack":  # refuse unbounded data or a missing torchattacks now
+        _eval_autoattack(dataset, _attack_for(dataset, attack_steps))
+        _torchattacks()
     size = len(dataset.train)
     if isinstance(strategy, str):
         budget = max(1, round(budget_fraction * size))
@@ -694,6 +744,7 @@ def run_experiment(
         device=device,
         progress=progress,
         on_round=on_round,
+        eval_attack=eval_attack,
     )
     with run.checkpoint.opened(settings, resume):
         if not (resume and run.restore()):
@@ -720,6 +771,7 @@ class _Run:
         device: torch.device,
         progress: bool | None,
         on_round: Callable[[dict[str, Any]], None] | None,
+        eval_attack: str = "pgd",
     ) -> None:
         self.strategy, self.dataset, self.settings = strategy, dataset, settings
         self.name = str(settings["strategy"])
@@ -734,6 +786,9 @@ class _Run:
         self.progress, self.on_round = progress, on_round
         self.seed = int(settings["seed"])
         self.attack = _attack_for(dataset, int(settings["attack_steps"]))
+        self.final_attack = (
+            _eval_autoattack(dataset, self.attack) if eval_attack == "autoattack" else None
+        )
         self.validation = dataset.validation.pool()
         self.test = dataset.test.pool()
         self.model_s: nn.Module | None = None
@@ -771,6 +826,8 @@ class _Run:
         self.labeled = initialization.labeled.clone()
         self.labels = self.dataset.train.y[self.labeled].clone()
         self.history = [_json_ready(initialization.record)]
+        if int(self.settings["rounds"]) == 0:  # round 0 is the final one
+            self.history[0] = _json_ready({**self.history[0], **self.evaluation(0, final=True)})
         self.save_round()
 
     def selection_state(self) -> dict[str, Any]:
@@ -877,11 +934,23 @@ class _Run:
         record["training_seconds"] = time.perf_counter() - start
         record["labeled"] = int(self.labeled.numel())
         record.update(_describe_picks(picks, labels, self.dataset))
-        record["test"] = _evaluation(self.model_r, self.test, self.attack, self.seed + number)
+        record.update(self.evaluation(number, final=number == int(self.settings["rounds"])))
         record = _json_ready(record)
         self.history.append(record)
         self.save_round()
         return record
+
+    def evaluation(self, number: int, final: bool) -> dict[str, Any]:
+        """Round ``number``'s test figures; the final round's with bootstrap intervals, and
+        under AutoAttack too where asked (``test_autoattack``)."""
+        names = self.dataset.group_names
+        seed = self.seed + number
+        out = {"test": _evaluation(self.model_r, self.test, self.attack, seed, names, final)}
+        if final and self.final_attack is not None:
+            out["test_autoattack"] = _evaluation(
+                self.model_r, self.test, self.final_attack, seed, names, intervals=True
+            )
+        return out
 
     def labeled_pool(self) -> Pool:
         """The labelled samples with the oracle's labels (Dataset inputs stay lazy)."""

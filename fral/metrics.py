@@ -4,12 +4,17 @@ FRAL's quality is minimax fairness (Eq. 1): ``F_std`` is the worst group's clean
 ``F_rob`` its accuracy under a white-box PGD attack. The paper also reports the disparity
 (best minus worst group) and the group average (unweighted mean over groups); HAM-10000 uses
 macro-F1 instead of accuracy.
+
+:class:`GroupMetric` also speaks fairlearn's ``MetricFrame`` language (``overall``,
+``by_group``, ``group_min``, ``group_max``, ``difference``, ``ratio``) and gives bootstrap
+confidence intervals of these figures (:meth:`GroupMetric.bootstrap`): validation and test
+groups are small, and a worst-group number without an interval misleads.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +25,7 @@ from torch import nn
 from fral._modules import autocast, check_input_batch, check_module, evaluation_view, model_device
 from fral._random import RandomState, make_generator, resolve_seed
 from fral.attacks import as_attack, check_labels, run_attack
+from fral.autoattack import AutoAttack
 from fral.distributed import advance_attack_stream, map_batches
 from fral.pool import Pool
 
@@ -27,6 +33,7 @@ __all__ = [
     "CRITERIA",
     "METRICS",
     "RISKS",
+    "ConfidenceIntervals",
     "Evaluation",
     "GroupMetric",
     "clean_and_adversarial_logits",
@@ -48,9 +55,28 @@ RISKS = ("error", "ce")
 """Per-group risks of :func:`group_risks`: error rate or cross-entropy."""
 
 
+BETWEEN_GROUPS = "between_groups"
+TO_OVERALL = "to_overall"
+_METHODS = (BETWEEN_GROUPS, TO_OVERALL)
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
 @dataclass(frozen=True)
 class GroupMetric:
-    """A metric per group, with the paper's summaries.
+    """A metric per group, with the paper's summaries and fairlearn's ``MetricFrame`` names.
+
+    The figures follow fairlearn's ``MetricFrame`` conventions: :attr:`overall` (on all
+    samples), :attr:`by_group`, :meth:`group_min`, :meth:`group_max`, :meth:`difference`
+    (``max - min``) and :meth:`ratio` (``min / max``). The paper's names stay: :attr:`worst`
+    is :meth:`group_min` (``F_std``/``F_rob`` of Eq. 1), :attr:`disparity` is
+    :meth:`difference` and :attr:`average` the unweighted mean over groups.
+
+    A group with no sample (declared by ``num_groups`` but absent from the data) has NaN in
+    :attr:`per_group` and :attr:`by_group` and is left out of every summary; fairlearn, which
+    only knows the groups it sees, leaves it out too.
 
     Attributes
     ----------
@@ -60,11 +86,34 @@ class GroupMetric:
         The metric of each group, in [0, 1]; NaN for a group with no sample.
     counts : torch.Tensor, shape (G,), int64
         Samples per group.
+    overall : float
+        The metric on all samples together (NaN when built without it).
+    group_names : tuple of str, optional
+        Names of the ``G`` groups, used as the keys of :attr:`by_group` and the rows of
+        :meth:`to_frame`; ids where absent.
+    samples : tuple of torch.Tensor, optional
+        ``(predictions, labels, groups)``, each of shape (N,), int64: what
+        :meth:`bootstrap` resamples. :func:`group_accuracy` and :func:`group_f1` keep them.
     """
 
     name: str
     per_group: torch.Tensor
     counts: torch.Tensor = field(repr=False)
+    overall: float = math.nan
+    group_names: tuple[str, ...] | None = field(default=None, repr=False)
+    samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.group_names is not None:
+            names = tuple(str(name) for name in self.group_names)
+            if len(names) != self.per_group.numel():
+                raise ValueError(
+                    f"group_names holds {len(names)} names for {self.per_group.numel()} groups; "
+                    "give one name per group id"
+                )
+            object.__setattr__(self, "group_names", names)
 
     def _present(self) -> torch.Tensor:
         present = self.per_group[self.counts > 0]
@@ -72,10 +121,60 @@ class GroupMetric:
             raise ValueError("no group has any sample")
         return present
 
+    def _label(self, group: int) -> int | str:
+        return group if self.group_names is None else self.group_names[group]
+
+    @property
+    def by_group(self) -> dict[int | str, float]:
+        """The metric of each group, keyed by group name (or id without names); NaN for a
+        group with no sample."""
+        return {self._label(g): float(v) for g, v in enumerate(self.per_group.tolist())}
+
+    def group_min(self) -> float:
+        """Minimum over groups with samples (fairlearn's ``group_min``; the paper's worst
+        group, ``F_std``/``F_rob`` of Eq. 1)."""
+        return float(self._present().min())
+
+    def group_max(self) -> float:
+        """Maximum over groups with samples (fairlearn's ``group_max``)."""
+        return float(self._present().max())
+
+    def difference(self, method: str = BETWEEN_GROUPS) -> float:
+        """fairlearn's ``difference``: ``group_max - group_min`` (``"between_groups"``), or
+        the largest ``|group - overall|`` (``"to_overall"``); groups with samples only."""
+        present = self._present()
+        if _check_method(method) == BETWEEN_GROUPS:
+            return float(present.max() - present.min())
+        return float((present - self._overall()).abs().max())
+
+    def ratio(self, method: str = BETWEEN_GROUPS) -> float:
+        """fairlearn's ``ratio``: ``group_min / group_max`` (``"between_groups"``), or the
+        smallest ``min(group / overall, overall / group)`` (``"to_overall"``); groups with
+        samples only.
+
+        Where a denominator is 0 (every group at 0 for ``"between_groups"``; a group or the
+        overall figure at 0 for ``"to_overall"``), the ratio is NaN (0/0 is undefined) or 0
+        (a positive figure against 0), never an error.
+        """
+        present = self._present()
+        if _check_method(method) == BETWEEN_GROUPS:
+            return _safe_ratio(float(present.min()), float(present.max()))
+        overall = self._overall()
+        values = [min(_safe_ratio(v, overall), _safe_ratio(overall, v)) for v in present.tolist()]
+        return float("nan") if any(math.isnan(v) for v in values) else min(values)
+
+    def _overall(self) -> float:
+        if math.isnan(self.overall):
+            raise ValueError(
+                f"this {self.name} GroupMetric was built without its overall figure; "
+                "compute it with group_accuracy or group_f1"
+            )
+        return self.overall
+
     @property
     def worst(self) -> float:
-        """Minimum over groups with samples (``F_std``/``F_rob`` of Eq. 1)."""
-        return float(self._present().min())
+        """Minimum over groups with samples (``F_std``/``F_rob`` of Eq. 1): :meth:`group_min`."""
+        return self.group_min()
 
     @property
     def worst_group(self) -> int:
@@ -85,25 +184,262 @@ class GroupMetric:
 
     @property
     def disparity(self) -> float:
-        """Best minus worst group."""
-        present = self._present()
-        return float(present.max() - present.min())
+        """Best minus worst group: :meth:`difference`."""
+        return self.difference()
 
     @property
     def average(self) -> float:
         """Unweighted mean over groups with samples (the paper's "Grp. Avg.")."""
         return float(self._present().mean())
 
+    def bootstrap(
+        self,
+        n_resamples: int = 1000,
+        confidence_level: float = 0.95,
+        random_state: RandomState = 0,
+    ) -> ConfidenceIntervals:
+        """Percentile-bootstrap confidence intervals of the group figures.
+
+        Method: stratified percentile bootstrap. Each resample draws, within every group, as
+        many samples as the group holds, with replacement, from that group's
+        ``(prediction, label)`` pairs (so group sizes are fixed and no group goes empty);
+        the metric is recomputed per group and summarised. The interval is the
+        ``(1 - confidence_level) / 2`` and ``(1 + confidence_level) / 2`` quantiles of the
+        resampled figures (linear interpolation, resamples where a figure is NaN left out).
+        The predictions are resampled, the model is not run again: the interval covers the
+        sampling of the evaluation set, not the randomness of training or of the attack.
+
+        The draw is exact and cheap: resampling ``n`` pairs with replacement gives
+        multinomial counts over the group's confusion cells, drawn as a chain of binomials
+        from one seeded generator (cost independent of the number of samples).
+
+        Parameters
+        ----------
+        n_resamples : int, default 1000
+            Bootstrap resamples (>= 1).
+        confidence_level : float, default 0.95
+            In (0, 1).
+        random_state : int, torch.Generator or None, default 0
+            Seed of the resampling.
+
+        Returns
+        -------
+        ConfidenceIntervals
+        """
+        from fral.protocol import check_int, check_real  # fral.protocol imports this module
+
+        n_resamples = check_int(n_resamples, "n_resamples", 1)
+        confidence_level = check_real(
+            confidence_level, "confidence_level", 0.0, 1.0, low_open=True, high_open=True
+        )
+        if self.samples is None:
+            raise ValueError(
+                f"this {self.name} GroupMetric holds no samples to resample; compute it with "
+                "group_accuracy, group_f1 or evaluate"
+            )
+        generator = make_generator(resolve_seed(random_state))
+        per_group, overall = _resample(
+            self.name, *self.samples, self.counts.numel(), n_resamples, generator
+        )
+        present = self.counts > 0
+        values = per_group[:, present]
+        low, high = values.min(1).values, values.max(1).values
+        figures = {
+            "overall": overall,
+            "group_min": low,
+            "group_max": high,
+            "difference": high - low,
+            "ratio": torch.where(high > 0, low / high.clamp_min(1e-300), torch.nan),
+        }
+        q = torch.tensor(
+            [(1 - confidence_level) / 2, (1 + confidence_level) / 2], dtype=torch.float64
+        )
+        intervals = {name: _interval(value, q) for name, value in figures.items()}
+        by_group = torch.full((self.counts.numel(), 2), torch.nan, dtype=torch.float64)
+        for g in torch.nonzero(present).flatten().tolist():
+            by_group[g] = torch.tensor(_interval(per_group[:, g], q), dtype=torch.float64)
+        return ConfidenceIntervals(
+            metric=self.name,
+            confidence_level=float(confidence_level),
+            n_resamples=n_resamples,
+            by_group=by_group,
+            group_names=self.group_names,
+            **intervals,
+        )
+
+    def to_frame(self) -> Any:
+        """The per-group figures as a ``pandas.DataFrame`` (needs pandas, not a dependency
+        of fral): one row per group (named where names are known), columns ``self.name``
+        and ``count``."""
+        pandas = _pandas()
+        return pandas.DataFrame(
+            {self.name: self.per_group.tolist(), "count": self.counts.tolist()},
+            index=pandas.Index([self._label(g) for g in range(self.counts.numel())], name="group"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python summary (JSON-ready)."""
+        """Plain-Python summary (JSON-ready; NaN written as ``None``)."""
         return {
-            "per_group": [None if math.isnan(v) else v for v in self.per_group.tolist()],
+            "per_group": [_json_float(v) for v in self.per_group.tolist()],
             "counts": self.counts.tolist(),
             "worst": self.worst,
             "worst_group": self.worst_group,
             "disparity": self.disparity,
             "average": self.average,
+            "overall": _json_float(self.overall),
+            "group_max": self.group_max(),
+            "ratio": _json_float(self.ratio()),
         }
+
+
+def _check_method(method: str) -> str:
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS} (as in fairlearn), got {method!r}")
+    return method
+
+
+def _safe_ratio(numerator: float, denominator: float) -> float:
+    if denominator == 0:
+        return float("nan") if numerator == 0 else 0.0
+    return numerator / denominator
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError as error:
+        raise ImportError(
+            "to_frame needs pandas, which fral does not install: pip install pandas"
+        ) from error
+    return pandas
+
+
+@dataclass(frozen=True)
+class ConfidenceIntervals:
+    """Bootstrap confidence intervals of a :class:`GroupMetric`'s figures.
+
+    Made by :meth:`GroupMetric.bootstrap` (stratified percentile bootstrap; see there).
+    Every interval is a ``(low, high)`` pair of floats.
+
+    Attributes
+    ----------
+    metric : str
+        ``"accuracy"`` or ``"f1"``.
+    confidence_level : float
+    n_resamples : int
+    overall, group_min, group_max, difference, ratio : tuple of float
+        Intervals of the figures of the same names (``ratio``: resamples where every group
+        is at 0 left out).
+    by_group : torch.Tensor, shape (G, 2), float64
+        Interval of each group's metric; NaN for a group with no sample.
+    group_names : tuple of str, optional
+    """
+
+    metric: str
+    confidence_level: float
+    n_resamples: int
+    overall: tuple[float, float]
+    group_min: tuple[float, float]
+    group_max: tuple[float, float]
+    difference: tuple[float, float]
+    ratio: tuple[float, float]
+    by_group: torch.Tensor = field(repr=False)
+    group_names: tuple[str, ...] | None = field(default=None, repr=False)
+
+    @property
+    def worst(self) -> tuple[float, float]:
+        """Interval of the worst group's figure (:attr:`group_min`)."""
+        return self.group_min
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every interval as ``[low, high]`` (NaN as ``None``)."""
+        out: dict[str, Any] = {
+            "method": "stratified percentile bootstrap",
+            "confidence_level": self.confidence_level,
+            "n_resamples": self.n_resamples,
+        }
+        for name in ("overall", "group_min", "group_max", "difference", "ratio"):
+            out[name] = [_json_float(v) for v in getattr(self, name)]
+        out["by_group"] = [[_json_float(v) for v in row] for row in self.by_group.tolist()]
+        return out
+
+
+def _interval(values: torch.Tensor, quantiles: torch.Tensor) -> tuple[float, float]:
+    low, high = torch.nanquantile(values.double(), quantiles).tolist()
+    return float(low), float(high)
+
+
+def _metric_from_counts(
+    name: str, true_positive: torch.Tensor, true_count: torch.Tensor, pred_count: torch.Tensor
+) -> torch.Tensor:
+    """Accuracy or macro-F1 from per-class counts of shape ``(..., C)``; shape ``(...)``.
+
+    Macro-F1 averages over the classes that occur among the labels or the predictions, F1
+    being 0 where precision and recall are both undefined (scikit-learn's
+    ``zero_division=0``)."""
+    if name == "accuracy":
+        return true_positive.sum(-1) / true_count.sum(-1)
+    denominator = true_count + pred_count
+    f1 = torch.where(denominator > 0, 2 * true_positive / denominator.clamp_min(1), 0.0)
+    present = (denominator > 0).double()
+    return (f1 * present).sum(-1) / present.sum(-1)
+
+
+def _multinomial_counts(
+    counts: torch.Tensor, n_resamples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Counts of ``counts.sum()`` draws with replacement from cells weighted by ``counts``,
+    ``n_resamples`` times: a multinomial drawn as a chain of conditional binomials.
+
+    Returns
+    -------
+    torch.Tensor, shape (n_resamples, K), float64
+    """
+    counts = counts.double()
+    draws = torch.zeros(n_resamples, counts.numel(), dtype=torch.float64)
+    remaining = torch.full((n_resamples,), float(counts.sum()), dtype=torch.float64)
+    mass = float(counts.sum())
+    for cell in range(counts.numel() - 1):
+        share = min(max(float(counts[cell]) / mass, 0.0), 1.0) if mass > 0 else 0.0
+        drawn = torch.binomial(remaining, torch.full_like(remaining, share), generator=generator)
+        draws[:, cell] = drawn
+        remaining = remaining - drawn
+        mass -= float(counts[cell])
+    draws[:, -1] = remaining
+    return draws
+
+
+def _resample(
+    name: str,
+    predictions: torch.Tensor,
+    labels: torch.Tensor,
+    groups: torch.Tensor,
+    num_groups: int,
+    n_resamples: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified bootstrap of ``name``: per-group figures ``(n_resamples, G)`` (NaN for empty
+    groups) and the overall figure ``(n_resamples,)``."""
+    num_classes = int(max(predictions.max(), labels.max())) + 1
+    per_group = torch.full((n_resamples, num_groups), torch.nan, dtype=torch.float64)
+    pooled = torch.zeros(3, n_resamples, num_classes, dtype=torch.float64)
+    for group in range(num_groups):
+        mask = groups == group
+        if not bool(mask.any()):
+            continue
+        cells, cell_counts = torch.unique(
+            labels[mask] * num_classes + predictions[mask], return_counts=True
+        )
+        draws = _multinomial_counts(cell_counts, n_resamples, generator)
+        true_class, pred_class = cells // num_classes, cells % num_classes
+        hits = (true_class == pred_class).double()
+        counts = torch.zeros(3, n_resamples, num_classes, dtype=torch.float64)
+        counts[0].index_add_(1, true_class, draws * hits)
+        counts[1].index_add_(1, true_class, draws)
+        counts[2].index_add_(1, pred_class, draws)
+        per_group[:, group] = _metric_from_counts(name, *counts)
+        pooled += counts
+    return per_group, _metric_from_counts(name, *pooled)
 
 
 def _check_triplet(
@@ -138,8 +474,10 @@ def group_accuracy(
     labels: torch.Tensor,
     groups: torch.Tensor,
     num_groups: int | None = None,
+    *,
+    group_names: Sequence[str] | None = None,
 ) -> GroupMetric:
-    """Accuracy per group.
+    """Accuracy per group, and over all samples (:attr:`GroupMetric.overall`).
 
     Parameters
     ----------
@@ -147,17 +485,28 @@ def group_accuracy(
         Predicted classes, true classes and group ids.
     num_groups : int, optional
         ``G``; defaults to ``max(groups) + 1``.
+    group_names : sequence of str, optional
+        One name per group id, for :attr:`GroupMetric.by_group` and tables.
 
     Returns
     -------
     GroupMetric
+        Holding the samples, for :meth:`GroupMetric.bootstrap`.
     """
     predictions, labels, groups, num_groups = _check_triplet(
         predictions, labels, groups, num_groups
     )
     counts = torch.bincount(groups, minlength=num_groups)
-    correct = torch.bincount(groups, weights=(predictions == labels).double(), minlength=num_groups)
-    return GroupMetric("accuracy", correct / counts.double(), counts)
+    hits = (predictions == labels).double()
+    correct = torch.bincount(groups, weights=hits, minlength=num_groups)
+    return GroupMetric(
+        "accuracy",
+        correct / counts.double(),
+        counts,
+        overall=float(hits.mean()),
+        group_names=None if group_names is None else tuple(group_names),
+        samples=(predictions, labels, groups),
+    )
 
 
 def group_f1(
@@ -165,21 +514,26 @@ def group_f1(
     labels: torch.Tensor,
     groups: torch.Tensor,
     num_groups: int | None = None,
+    *,
+    group_names: Sequence[str] | None = None,
 ) -> GroupMetric:
     """Macro-F1 per group, as ``sklearn.metrics.f1_score(average="macro")`` on each group.
 
     Within a group, the classes averaged over are those that occur among its labels or its
     predictions; a class with no true and no predicted sample is left out, and F1 is 0 where
-    precision and recall are both undefined.
+    precision and recall are both undefined. :attr:`GroupMetric.overall` is the same on all
+    samples together.
 
     Parameters
     ----------
     predictions, labels, groups : torch.Tensor, shape (N,), integer
     num_groups : int, optional
+    group_names : sequence of str, optional
 
     Returns
     -------
     GroupMetric
+        Holding the samples, for :meth:`GroupMetric.bootstrap`.
     """
     predictions, labels, groups, num_groups = _check_triplet(
         predictions, labels, groups, num_groups
@@ -190,12 +544,20 @@ def group_f1(
     true_positive = torch.bincount(groups * num_classes + labels, weights=hit, minlength=size)
     true_count = torch.bincount(groups * num_classes + labels, minlength=size).double()
     pred_count = torch.bincount(groups * num_classes + predictions, minlength=size).double()
-    denominator = true_count + pred_count
-    f1 = torch.where(denominator > 0, 2 * true_positive / denominator.clamp_min(1), 0.0)
-    present = (denominator > 0).double().view(num_groups, num_classes)
-    per_group = (f1.view(num_groups, num_classes) * present).sum(1) / present.sum(1)
+    per_class = [
+        tensor.view(num_groups, num_classes) for tensor in (true_positive, true_count, pred_count)
+    ]
+    per_group = _metric_from_counts("f1", *per_class)
+    overall = float(_metric_from_counts("f1", *(tensor.sum(0) for tensor in per_class)))
     counts = torch.bincount(groups, minlength=num_groups)
-    return GroupMetric("f1", per_group, counts)
+    return GroupMetric(
+        "f1",
+        per_group,
+        counts,
+        overall=overall,
+        group_names=None if group_names is None else tuple(group_names),
+        samples=(predictions, labels, groups),
+    )
 
 
 _METRIC_FUNCTIONS = {"accuracy": group_accuracy, "f1": group_f1}
@@ -257,10 +619,14 @@ class Evaluation:
         ``{"accuracy": ..., "f1": ...}`` on clean inputs.
     robust : dict[str, GroupMetric]
         The same under the attack; empty when evaluated with ``robust=False``.
+    attack : str, optional
+        What ``robust`` was measured under, e.g. ``"PGD(eps=0.0157, steps=5)"`` or
+        ``"AutoAttack(...) after PGD(...)"``; ``None`` without an attack or where unknown.
     """
 
     clean: dict[str, GroupMetric]
     robust: dict[str, GroupMetric]
+    attack: str | None = None
 
     def summary(self) -> dict[str, float]:
         """Flat JSON-ready figures: ``{clean,robust}_{metric}_{worst,disparity,average}``."""
@@ -278,6 +644,51 @@ class Evaluation:
             setting: {name: metric.to_dict() for name, metric in metrics.items()}
             for setting, metrics in (("clean", self.clean), ("robust", self.robust))
         }
+
+    def bootstrap(
+        self,
+        n_resamples: int = 1000,
+        confidence_level: float = 0.95,
+        random_state: RandomState = 0,
+    ) -> dict[str, dict[str, ConfidenceIntervals]]:
+        """Confidence intervals of every metric, clean and robust, by
+        :meth:`GroupMetric.bootstrap` (stratified percentile bootstrap of the predictions; the
+        model is not run again).
+
+        Parameters
+        ----------
+        n_resamples : int, default 1000
+        confidence_level : float, default 0.95
+        random_state : int, torch.Generator or None, default 0
+            One seed for all: each metric draws from it in turn, so the result repeats.
+
+        Returns
+        -------
+        dict
+            ``{"clean": {"accuracy": ConfidenceIntervals, ...}, "robust": {...}}``.
+        """
+        generator = make_generator(resolve_seed(random_state))
+        return {
+            setting: {
+                name: metric.bootstrap(n_resamples, confidence_level, generator)
+                for name, metric in metrics.items()
+            }
+            for setting, metrics in (("clean", self.clean), ("robust", self.robust))
+        }
+
+    def to_frame(self) -> Any:
+        """Per-group figures as a ``pandas.DataFrame`` (needs pandas, not a dependency of
+        fral: ``pip install pandas``): one row per group (named where names are known),
+        columns ``clean_accuracy``, ``robust_accuracy``, ... and ``count``."""
+        pandas = _pandas()
+        first = next(iter(self.clean.values()))
+        columns: dict[str, list[float]] = {}
+        for setting, metrics in (("clean", self.clean), ("robust", self.robust)):
+            for name, metric in metrics.items():
+                columns[f"{setting}_{name}"] = metric.per_group.tolist()
+        columns["count"] = first.counts.tolist()
+        index = [first._label(group) for group in range(first.counts.numel())]
+        return pandas.DataFrame(columns, index=pandas.Index(index, name="group"))
 
 
 def clean_and_adversarial_logits(
@@ -323,6 +734,11 @@ def clean_and_adversarial_logits(
     attack = as_attack(attack) if robust else None
     if len(data) == 0:
         raise ValueError("the evaluation data is empty: there is nothing to measure")
+    seeds = None
+    if isinstance(attack, AutoAttack) and generator is not None:
+        # AutoAttack's seeds come from their own stream: PGD's random starts stay those of a
+        # PGD-only evaluation under the same generator.
+        seeds = make_generator((generator.initial_seed() + 1) % 2**63, generator.device)
     with evaluation_view(model) as view:
         for batch, (x, y, g) in enumerate(data.labeled_batches(batch_size, device=view.device)):
             check_input_batch(x)
@@ -333,7 +749,11 @@ def clean_and_adversarial_logits(
             _check_logits(clean, "clean")
             check_labels(y, clean.shape[1], "the labels")
             adversarial = None
-            if attack is not None:
+            if isinstance(attack, AutoAttack):
+                adversarial = attack.worst_case_logits(
+                    model, view, x, y, clean, generator=generator, seeds=seeds, amp=amp
+                )
+            elif attack is not None:
                 x_adv = run_attack(
                     attack, model, view, x, y, clean_logits=clean, generator=generator
                 )
@@ -361,6 +781,7 @@ def evaluate(
     batch_size: int = 256,
     amp: bool | torch.dtype = False,
     random_state: RandomState = 0,
+    group_names: Sequence[str] | None = None,
 ) -> Evaluation:
     """Group metrics of ``model`` on a labelled pool, clean and under ``attack``.
 
@@ -371,8 +792,14 @@ def evaluate(
     data : Pool
         Labelled samples with groups (e.g. the test set).
     attack : optional
-        The white-box attack: ``None`` for the paper's PGD-5 at 4/255 (CE on the true labels),
-        a :class:`fral.PGD`, a torchattacks attack bound to ``model``, or a callable.
+        The white-box attack: ``None`` or ``"pgd"`` for the paper's PGD-5 at 4/255 (CE on the
+        true labels); ``"autoattack"`` for :class:`fral.AutoAttack` at 4/255 (torchattacks'
+        standard AutoAttack, images in [0, 1]); a :class:`fral.PGD` or
+        :class:`fral.AutoAttack` (for another ``eps`` or bounds); a torchattacks attack bound
+        to ``model``; or a callable. With AutoAttack the robust figures are the worst case
+        of PGD and AutoAttack per sample: robust = correct under PGD **and** under
+        AutoAttack, AutoAttack running only on the samples still correct after PGD (see
+        :class:`fral.AutoAttack`).
     robust : bool, default True
         Also evaluate under the attack.
     metrics : tuple of {"accuracy", "f1"}
@@ -380,11 +807,15 @@ def evaluate(
     batch_size : int, default 256
     amp : bool or torch.dtype, default False
     random_state : int, torch.Generator or None, default 0
-        Seed of the attack's random start.
+        Seed of the attack's random start (and of AutoAttack's, unless it has its own).
+    group_names : sequence of str, optional
+        One name per group id, for :attr:`GroupMetric.by_group` and ``to_frame``.
 
     Returns
     -------
     Evaluation
+        Each :class:`GroupMetric` keeps its predictions, so :meth:`Evaluation.bootstrap`
+        gives confidence intervals without running the model again.
     """
     unknown = set(metrics) - set(METRICS)
     if unknown or not metrics:
@@ -393,6 +824,7 @@ def evaluate(
     if not isinstance(data, Pool):
         raise TypeError(f"data must be a labelled fral.Pool, got {type(data).__name__}")
     data.require_labels("the evaluation data")
+    attack = as_attack(attack) if robust else None
     generator = make_generator(resolve_seed(random_state), model_device(model))
 
     def predictions(rows: torch.Tensor | None, skipped: int) -> tuple[torch.Tensor, ...]:
@@ -421,12 +853,16 @@ def evaluate(
 
     def measure(predictions: torch.Tensor) -> dict[str, GroupMetric]:
         return {
-            name: _METRIC_FUNCTIONS[name](predictions, labels, groups, data.num_groups)
+            name: _METRIC_FUNCTIONS[name](
+                predictions, labels, groups, data.num_groups, group_names=group_names
+            )
             for name in metrics
         }
 
     return Evaluation(
-        clean=measure(clean), robust={} if adversarial is None else measure(adversarial)
+        clean=measure(clean),
+        robust={} if adversarial is None else measure(adversarial),
+        attack=None if attack is None else repr(attack),
     )
 
 

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from fral._io import CheckpointError, write_json
-from fral.report import final_table, labelled_table, load_results, round_line
+from fral.report import (
+    final_table,
+    group_table,
+    interval_table,
+    labelled_table,
+    load_results,
+    round_line,
+)
 
 SUMMARY_KEYS = [
     f"{setting}_{metric}_{kind}"
@@ -85,3 +92,82 @@ def test_histories_without_a_checksum_still_load(tmp_path) -> None:
     document = {"settings": {"strategy": "RAND", "seed": 0}, "history": [record(0, 20)]}
     (tmp_path / "history.json").write_text(json.dumps(document))
     assert load_results([tmp_path / "history.json"])[0]["strategy"] == "RAND"
+
+
+def test_round_line_uses_group_names() -> None:
+    # Before: the table showed group ids ("1+0") even where the data set names its groups.
+    names = ["MNIST", "UCI optdigits"]
+    assert " UCI optdigits+MNIST " in round_line("JIN", record(1, 30, groups=[1, 0]), names)
+    named = record(1, 30, groups=[1])
+    named["test"]["group_names"] = names
+    assert " UCI optdigits " in round_line("JIN", named)  # the names the record holds
+    assert " 7 " in round_line("JIN", record(1, 30, groups=[7]), names)  # unknown id: as is
+
+
+def test_tables_say_clean_not_std() -> None:
+    # Before: "Std worst" next to "± std" read as a standard deviation.
+    table = final_table([result("RAND", 0, [20, 30])])
+    assert table.splitlines()[0].startswith("| Method | Clean worst | Clean disp. | Clean avg. |")
+    assert "Std" not in table
+
+
+def groups_entry(clean, robust, value=0.5, ci=None):
+    entry = {
+        "summary": dict.fromkeys(SUMMARY_KEYS, value),
+        "groups": {
+            "clean": {"accuracy": {"per_group": clean}},
+            "robust": {"accuracy": {"per_group": robust}},
+        },
+        "group_names": ["young", "old"],
+    }
+    if ci is not None:
+        entry["ci"] = {
+            setting: {"accuracy": {"group_min": ci, "confidence_level": 0.9}}
+            for setting in ("clean", "robust")
+        }
+    return entry
+
+
+def autoattack_result(seed):
+    first = record(0, 20)
+    first["test"] = groups_entry([0.8, 0.6], [0.4, 0.2])
+    last = record(1, 30)
+    last["test"] = groups_entry([0.9, 0.7], [0.5, 0.3], ci=[0.25, 0.75])
+    last["test_autoattack"] = groups_entry([0.9, 0.7], [0.4, None], value=0.25, ci=[0.1, 0.4])
+    return {
+        "strategy": "JIN",
+        "settings": {"strategy": "JIN", "seed": seed},
+        "history": [first, last],
+    }
+
+
+def test_final_table_under_autoattack() -> None:
+    results = [autoattack_result(0), autoattack_result(1)]
+    table = final_table(results, attack="autoattack")
+    rows = {line.split(" | ")[0]: line for line in table.splitlines()}
+    assert rows["| Initialization"].count("n/a") == 3  # round 0 was not attacked with it
+    jin = rows["| JIN"].split(" | ")
+    assert jin[1].strip() == "50.00±0.00" and jin[4].strip() == "25.00±0.00"
+    assert "worst case of PGD and AutoAttack" in table
+    with pytest.raises(ValueError, match="no AutoAttack evaluation"):
+        final_table([result("RAND", 0, [20, 30])], attack="autoattack")
+    with pytest.raises(ValueError, match="attack must be one of"):
+        final_table(results, attack="fgsm")
+
+
+def test_group_table_by_name() -> None:
+    results = [autoattack_result(0), autoattack_result(1)]
+    table = group_table(results)
+    assert table.splitlines()[0] == "| Method | young clean | young rob | old clean | old rob |"
+    assert "| JIN |  90.00±0.00 |  50.00±0.00 |  70.00±0.00 |  30.00±0.00 |" in table
+    under_aa = group_table(results, attack="autoattack")
+    assert "| JIN |  90.00±0.00 |  40.00±0.00 |  70.00±0.00 | n/a |" in under_aa  # no sample
+
+
+def test_interval_table() -> None:
+    results = [autoattack_result(0), result("RAND", 0, [20, 30])]
+    table = interval_table(results)
+    assert table.splitlines()[0] == "| Method | seed | Clean worst [90% CI] | Rob worst [90% CI] |"
+    assert "| JIN | 0 |  50.00 [25.00, 75.00] |  50.00 [25.00, 75.00] |" in table
+    assert "| RAND | 0 | no interval | no interval |" in table
+    assert "25.00 [10.00, 40.00]" in interval_table(results[:1], attack="autoattack")
