@@ -2,7 +2,8 @@
 # CI step: build fral's wheel from this repository, install it into a fresh venv that holds only
 # the CPU torch wheel plus fral's declared dependencies, then run `fral demo --tiny` and the
 # README's quick start from outside the repository, without network where the kernel lets us
-# take it away (unshare). Fails if the wheel is 5 MB or more or lacks the embedded data.
+# take it away (unshare). Fails if the wheel is 5 MB or more or lacks the embedded data. Then
+# the same for the sdist: built, installed in the wheel's place, and smoke-tested.
 #
 # Usage: scripts/check_wheel.sh PYTHON [TORCH_REQUIREMENT [TORCH_INDEX_OPTIONS]]
 #   PYTHON builds the wheel (it needs pip) and makes the fresh venv.
@@ -85,4 +86,36 @@ import re, sys
 print(re.findall(r"```python\n(.*?)```", open(sys.argv[1]).read(), flags=re.DOTALL)[0])
 EOF
 "${offline[@]}" "$WORK/venv/bin/python" "$WORK/quick_start.py"
+
+# The sdist: built by setuptools' PEP 517 backend from the same copy of the sources, then
+# installed in place of the wheel (pip builds a wheel from it) and smoke-tested.
+step "building the sdist"
+(cd "$WORK/src" && "$PYTHON" -c "from setuptools import build_meta; build_meta.build_sdist('$WORK/sdist')") > /dev/null
+sdist=$(ls "$WORK"/sdist/fral_learn-*.tar.gz)
+step "$(basename "$sdist"): $(stat -c %s "$sdist") bytes"
+"$PYTHON" - "$sdist" <<'EOF'
+import sys, tarfile
+names = {name.split("/", 1)[1] for name in tarfile.open(sys.argv[1]).getnames() if "/" in name}
+needed = {"fral/data/mnist_5k.npz", "fral/data/adult.npz", "fral/data/DATA_NOTICE.md",
+          "fral/py.typed", "LICENSE", "pyproject.toml", "README.md"}
+missing = needed - names
+if missing:
+    sys.exit(f"check_wheel: the sdist lacks {sorted(missing)}")
+EOF
+"$WORK/venv/bin/python" -m pip uninstall --disable-pip-version-check -q -y fral-learn
+"${pip[@]}" -c "$WORK/constraints.txt" "$sdist"
+step "the sdist's fral: version, data, a JIN selection"
+"${offline[@]}" "$WORK/venv/bin/fral" --version
+"${offline[@]}" "$WORK/venv/bin/python" -c "
+import sys, fral
+from fral.datasets import digits_domains
+from fral.models import SmallCNN
+if not fral.__file__.startswith('$WORK/venv/'):
+    sys.exit(f'check_wheel: imported {fral.__file__}, not the installed sdist')
+data = digits_domains().subsample(train=200, validation=50, test=50)
+model = SmallCNN(channels=(8, 16)).eval()
+picks = fral.JIN(10, random_state=0).select(model, model, data.train.pool(labeled=False), group=0)
+assert picks.numel() == 10, picks
+print('sdist smoke test: 10 picks from', len(data.train), 'samples')
+"
 step "passed"
