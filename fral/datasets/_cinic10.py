@@ -21,7 +21,7 @@ from fral.datasets._images import (
     check_image_size,
     check_workers,
     decoded_images,
-    image_splits,
+    image_dataset,
     list_files,
 )
 from fral.datasets._split import check_split_options
@@ -160,17 +160,14 @@ def cinic10(
     for split_number, split in enumerate(CINIC10_SPLIT_FOLDERS):
         rows[split] = generator.permutation(np.flatnonzero(member == split_number))
     rows["validation"] = _validation_subset(rows["validation"], y, z, validation_fraction, seed)
-    return FairDataset(
-        name="cinic10",
-        **image_splits(images, y, z, rows, len(CINIC10_GROUP_NAMES)),
-        num_classes=len(CINIC10_CLASS_NAMES),
-        num_groups=len(CINIC10_GROUP_NAMES),
-        group_names=CINIC10_GROUP_NAMES,
+    return image_dataset(
+        "cinic10",
+        images,
+        y,
+        z,
+        rows,
         class_names=CINIC10_CLASS_NAMES,
-        input_shape=(3, image_size, image_size),
-        eps=4 / 255,
-        alpha=2 / 255,
-        bounds=(0.0, 1.0),
+        group_names=CINIC10_GROUP_NAMES,
         group_attribute="domain",
     )
 

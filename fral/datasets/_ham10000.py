@@ -22,7 +22,7 @@ from fral.datasets._images import (
     check_image_size,
     check_workers,
     decoded_images,
-    image_splits,
+    image_dataset,
     list_files,
     short_list,
 )
@@ -158,17 +158,14 @@ def ham10000(
         "test_fraction": float(test_fraction),
     }
     split_rows = split_indices(y, z, len(HAM10000_GROUP_NAMES), key)
-    return FairDataset(
-        name="ham10000",
-        **image_splits(images, y, z, split_rows, len(HAM10000_GROUP_NAMES)),
-        num_classes=len(HAM10000_CLASS_NAMES),
-        num_groups=len(HAM10000_GROUP_NAMES),
-        group_names=HAM10000_GROUP_NAMES,
+    return image_dataset(
+        "ham10000",
+        images,
+        y,
+        z,
+        split_rows,
         class_names=HAM10000_CLASS_NAMES,
-        input_shape=(3, image_size, image_size),
-        eps=4 / 255,
-        alpha=2 / 255,
-        bounds=(0.0, 1.0),
+        group_names=HAM10000_GROUP_NAMES,
         group_attribute="sex",
         metric="f1",
         oversample=True,

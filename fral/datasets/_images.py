@@ -52,7 +52,12 @@ import numpy as np
 import torch
 
 from fral.datasets._arrays import UInt8Images
-from fral.datasets._base import CorruptDataFileError, DatasetNotAvailableError, Split
+from fral.datasets._base import (
+    CorruptDataFileError,
+    DatasetNotAvailableError,
+    FairDataset,
+    Split,
+)
 from fral.datasets._cache import default_cache_dir
 from fral.pool import Rows
 
@@ -361,6 +366,37 @@ def _build(
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def image_dataset(
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    rows: dict[str, np.ndarray],
+    *,
+    class_names: tuple[str, ...],
+    group_names: tuple[str, ...],
+    group_attribute: str,
+    **options: Any,
+) -> FairDataset:
+    """A paper image data set over ``images`` (uint8 ``(N, 3, S, S)``), split at ``rows``, with
+    the paper's image threat model: L-inf ``eps = 4/255``, step ``2/255``, inputs in
+    ``[0, 1]``; ``options`` are further :class:`FairDataset` fields (``metric``...)."""
+    return FairDataset(
+        name=name,
+        **image_splits(images, labels, groups, rows, len(group_names)),
+        num_classes=len(class_names),
+        num_groups=len(group_names),
+        group_names=group_names,
+        class_names=class_names,
+        input_shape=tuple(images.shape[1:]),
+        eps=4 / 255,
+        alpha=2 / 255,
+        bounds=(0.0, 1.0),
+        group_attribute=group_attribute,
+        **options,
+    )
 
 
 def image_splits(

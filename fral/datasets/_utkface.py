@@ -22,7 +22,7 @@ from fral.datasets._images import (
     check_image_size,
     check_workers,
     decoded_images,
-    image_splits,
+    image_dataset,
     list_files,
     short_list,
 )
@@ -166,16 +166,13 @@ def utkface(
         "test_fraction": float(test_fraction),
     }
     rows = split_indices(labels, groups, len(UTKFACE_GROUP_NAMES), key)
-    return FairDataset(
-        name="utkface",
-        **image_splits(images, labels, groups, rows, len(UTKFACE_GROUP_NAMES)),
-        num_classes=len(UTKFACE_CLASS_NAMES),
-        num_groups=len(UTKFACE_GROUP_NAMES),
-        group_names=UTKFACE_GROUP_NAMES,
+    return image_dataset(
+        "utkface",
+        images,
+        labels,
+        groups,
+        rows,
         class_names=UTKFACE_CLASS_NAMES,
-        input_shape=(3, image_size, image_size),
-        eps=4 / 255,
-        alpha=2 / 255,
-        bounds=(0.0, 1.0),
+        group_names=UTKFACE_GROUP_NAMES,
         group_attribute="age",
     )
