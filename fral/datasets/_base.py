@@ -346,14 +346,15 @@ class FairDataset:
         if length == 0:
             raise ValueError("x is empty: a data set needs samples")
         _check_bounds(inputs, bounds)
-        num_classes, class_names = _names(
-            labels, num_classes, class_names, "class", lambda k: str(k)
-        )
-        num_groups, group_names = _names(
-            group_ids, None, group_names, "group", lambda k: f"group {k}"
-        )
-        rows = _rows_of_splits(
-            splits, labels, group_ids, num_groups, name, seed, validation_fraction, test_fraction
+        num_classes, class_names, num_groups, group_names, rows = _layout(
+            labels,
+            group_ids,
+            num_classes,
+            class_names,
+            group_names,
+            splits,
+            name,
+            (seed, validation_fraction, test_fraction),
         )
         return cls(
             name=name,
@@ -466,14 +467,15 @@ class FairDataset:
                 "images, or keep them in a uint8 array with fral.datasets.UInt8Images"
             )
         _check_bounds(first, bounds)
-        num_classes, class_names = _names(
-            labels, num_classes, class_names, "class", lambda k: str(k)
-        )
-        num_groups, group_names = _names(
-            group_ids, None, group_names, "group", lambda k: f"group {k}"
-        )
-        rows = _rows_of_splits(
-            splits, labels, group_ids, num_groups, name, seed, validation_fraction, test_fraction
+        num_classes, class_names, num_groups, group_names, rows = _layout(
+            labels,
+            group_ids,
+            num_classes,
+            class_names,
+            group_names,
+            splits,
+            name,
+            (seed, validation_fraction, test_fraction),
         )
         return cls(
             name=name,
@@ -608,6 +610,23 @@ def _names(
             f"(from {what}_names or num_{plural})"
         )
     return int(count), names if names is not None else tuple(default(k) for k in range(count))
+
+
+def _layout(
+    labels: torch.Tensor,
+    group_ids: torch.Tensor,
+    num_classes: int | None,
+    class_names: Sequence[str] | None,
+    group_names: Sequence[str] | None,
+    splits: dict[str, Any] | None,
+    name: str,
+    split_options: tuple[int, float, float],
+) -> tuple[int, tuple[str, ...], int, tuple[str, ...], dict[str, torch.Tensor]]:
+    """Class and group counts and names, and each split's rows (checked)."""
+    num_classes, class_names = _names(labels, num_classes, class_names, "class", str)
+    num_groups, group_names = _names(group_ids, None, group_names, "group", lambda k: f"group {k}")
+    rows = _rows_of_splits(splits, labels, group_ids, num_groups, name, *split_options)
+    return num_classes, class_names, num_groups, group_names, rows
 
 
 def _rows_of_splits(
