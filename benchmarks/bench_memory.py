@@ -13,7 +13,9 @@ the ``select`` call, minus its value just before. Anonymous memory is what the s
 allocates (scores, logits, batches, the attack's tensors); the pages of the memory-mapped
 file that the kernel keeps cached are file-backed, shared and dropped under pressure, so they
 are not counted (the peak of the whole resident set, ``VmHWM``, is printed too for
-reference, and includes them). The models are a small conv net (they are the same size with
+reference, and includes them). By default glibc's heap fragments under the per-batch
+buffers, so the figure grows slowly with the candidates scored; run it with
+``MALLOC_MMAP_THRESHOLD_=65536`` in the environment to see it flat. The models are a small conv net (they are the same size with
 any pool, so they are not the point); the batch is ``--batch-size`` images.
 """
 
