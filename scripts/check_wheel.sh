@@ -10,6 +10,8 @@
 set -euo pipefail
 
 PYTHON=${1:?usage: scripts/check_wheel.sh PYTHON [TORCH] [TORCH_INDEX]}
+# Absolute: the script changes directory before it builds the sdist.
+PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")"
 TORCH=${2:-torch==2.13.0}
 TORCH_INDEX=${3:-}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -90,7 +92,12 @@ EOF
 # The sdist: built by setuptools' PEP 517 backend from the same copy of the sources, then
 # installed in place of the wheel (pip builds a wheel from it) and smoke-tested.
 step "building the sdist"
-(cd "$WORK/src" && "$PYTHON" -c "from setuptools import build_meta; build_meta.build_sdist('$WORK/sdist')") > /dev/null
+"$PYTHON" -c "
+import os
+from setuptools import build_meta
+os.chdir('$WORK/src')
+build_meta.build_sdist('$WORK/sdist')
+" > /dev/null
 sdist=$(ls "$WORK"/sdist/fral_learn-*.tar.gz)
 step "$(basename "$sdist"): $(stat -c %s "$sdist") bytes"
 "$PYTHON" - "$sdist" <<'EOF'
