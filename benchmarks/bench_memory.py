@@ -15,8 +15,9 @@ file that the kernel keeps cached are file-backed, shared and dropped under pres
 are not counted (the peak of the whole resident set, ``VmHWM``, is printed too for
 reference, and includes them). By default glibc's heap fragments under the per-batch
 buffers, so the figure grows slowly with the candidates scored; run it with
-``MALLOC_MMAP_THRESHOLD_=65536`` in the environment to see it flat. The models are a small conv net (they are the same size with
-any pool, so they are not the point); the batch is ``--batch-size`` images.
+``MALLOC_MMAP_THRESHOLD_=65536`` in the environment to see it flat. The models are a small
+conv net (they are the same size with any pool, so they are not the point); the batch is
+``--batch-size`` images.
 """
 
 from __future__ import annotations

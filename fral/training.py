@@ -741,6 +741,8 @@ class Trainer:
         A bar per epoch: ``True``/``False`` as asked; ``None`` (default) in a terminal only
         (or as ``FRAL_PROGRESS`` says; see :func:`fral.show_progress`).
 
+    Notes
+    -----
     Under a process group (``torchrun``; see :mod:`fral.distributed`), every rank calls
     :meth:`fit` with the same data and the training is data-parallel: every rank draws the
     same epoch order from rank 0's generator state, takes its contiguous part of each global
