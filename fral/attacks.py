@@ -434,17 +434,26 @@ def _is_torchattacks(obj: Any) -> bool:
     return any(cls.__module__.startswith("torchattacks") for cls in type(obj).__mro__)
 
 
-def as_attack(attack: Any = None) -> PGD | CallableAttack:
+def as_attack(attack: Any = None, *, names: bool = False) -> PGD | CallableAttack:
     """Normalise whatever the user passed as an attack.
 
-    ``None`` or ``"pgd"`` gives the paper's :class:`PGD` (PGD-5, 4/255); ``"autoattack"``
-    gives :class:`fral.AutoAttack` at 4/255 (torchattacks' standard version); a :class:`PGD`
-    or an adapter is returned as is; a torchattacks object is wrapped in
-    :class:`TorchattacksAttack`; any other callable is taken as ``fn(model, x, y) -> x_adv``.
+    ``None`` gives the paper's :class:`PGD` (PGD-5, 4/255); a :class:`PGD` or an adapter is
+    returned as is; a torchattacks object is wrapped in :class:`TorchattacksAttack`; any
+    other callable is taken as ``fn(model, x, y) -> x_adv``. With ``names=True`` (the
+    evaluation: :func:`fral.evaluate`), the strings ``"pgd"`` (:class:`PGD`) and
+    ``"autoattack"`` (:class:`fral.AutoAttack` at 4/255, torchattacks' standard version) are
+    accepted too; elsewhere (strategies, scoring) a string is a ``TypeError``, so that an
+    attack is always a configured object, never a name that silently means the image
+    default.
     """
     if attack is None:
         return PGD()
     if isinstance(attack, str):
+        if not names:
+            raise TypeError(
+                f"attack must be None, fral.PGD, a torchattacks attack or a callable, got the "
+                f"string {attack!r}; build one, e.g. fral.PGD(eps=..., bounds=...)"
+            )
         if attack.lower() == "pgd":
             return PGD()
         if attack.lower() == "autoattack":

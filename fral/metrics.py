@@ -731,7 +731,7 @@ def clean_and_adversarial_logits(
         ``(clean_logits (b, C), adversarial_logits (b, C) or None, labels (b,), groups (b,))``,
         on the model's device.
     """
-    attack = as_attack(attack) if robust else None
+    attack = as_attack(attack, names=True) if robust else None
     if len(data) == 0:
         raise ValueError("the evaluation data is empty: there is nothing to measure")
     seeds = None
@@ -824,7 +824,7 @@ def evaluate(
     if not isinstance(data, Pool):
         raise TypeError(f"data must be a labelled fral.Pool, got {type(data).__name__}")
     data.require_labels("the evaluation data")
-    attack = as_attack(attack) if robust else None
+    attack = as_attack(attack, names=True) if robust else None
     generator = make_generator(resolve_seed(random_state), model_device(model))
 
     def predictions(rows: torch.Tensor | None, skipped: int) -> tuple[torch.Tensor, ...]:

@@ -140,7 +140,7 @@ def test_other_bounds_are_rescaled_exactly(trained_net, digits, one_torch_thread
 def test_called_as_an_attack(busy_net, digits, one_torch_thread) -> None:
     x, y, _ = digits
     before = snapshot(busy_net)
-    attack = as_attack("autoattack")
+    attack = as_attack("autoattack", names=True)
     assert isinstance(attack, AutoAttack) and attack.eps == pytest.approx(4 / 255)
     quick = AutoAttack(EPS, **QUICK)
     x_adv = quick(busy_net, x[:16], y[:16], generator=torch.Generator().manual_seed(0))
@@ -164,7 +164,9 @@ def test_clear_refusals(trained_net, digits, monkeypatch) -> None:
     with pytest.raises(TypeError, match="steps"):
         AutoAttack(0.1, steps=2.5)
     with pytest.raises(ValueError, match="'pgd' or 'autoattack'"):
-        as_attack("fgsm")
+        as_attack("fgsm", names=True)
+    with pytest.raises(TypeError, match="build one"):  # strategies and scoring take objects
+        as_attack("autoattack")
     x, y, z = digits
     with pytest.raises(ValueError, match="n_classes=3"):
         evaluate(trained_net, Pool(x[:4], z[:4], labels=y[:4]), attack=AutoAttack(n_classes=3))
