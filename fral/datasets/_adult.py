@@ -36,7 +36,7 @@ import numpy as np
 from fral.datasets._base import FairDataset, splits_from_arrays
 from fral.datasets._cache import cached
 from fral.datasets._embedded import read_embedded
-from fral.datasets._split import check_split_options, split_indices, take_splits
+from fral.datasets._split import check_split_options, split_indices, split_key, take_splits
 
 __all__ = ["ADULT_RACE_NAMES", "ADULT_SEX_NAMES", "adult"]
 
@@ -122,14 +122,14 @@ def adult(
     if not isinstance(include_sensitive, bool):
         raise TypeError(f"include_sensitive must be a bool, got {include_sensitive!r}")
     group_names = ADULT_SEX_NAMES if group == "sex" else ADULT_RACE_NAMES
-    key = {
-        "name": "adult",
-        "seed": int(seed),
-        "validation_fraction": float(validation_fraction),
-        "test_fraction": float(test_fraction),
-        "group": group,
-        "include_sensitive": include_sensitive,
-    }
+    key = split_key(
+        "adult",
+        seed,
+        validation_fraction,
+        test_fraction,
+        group=group,
+        include_sensitive=include_sensitive,
+    )
 
     def build() -> dict[str, np.ndarray]:
         table = _raw_adult()

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fral.datasets._arrays import UInt8Images, as_int_vector, input_shape, read_targets
-from fral.datasets._split import SPLIT_NAMES, check_split_options, split_indices
+from fral.datasets._split import SPLIT_NAMES, check_split_options, split_indices, split_key
 from fral.pool import Pool, Rows
 
 __all__ = ["CorruptDataFileError", "DatasetNotAvailableError", "FairDataset", "Split"]
@@ -642,12 +642,7 @@ def _rows_of_splits(
     length = labels.numel()
     if splits is None:
         check_split_options(seed, validation_fraction, test_fraction)
-        key = {
-            "name": name,
-            "seed": int(seed),
-            "validation_fraction": float(validation_fraction),
-            "test_fraction": float(test_fraction),
-        }
+        key = split_key(name, seed, validation_fraction, test_fraction)
         indices = split_indices(labels.numpy(), groups.numpy(), num_groups, key)
         return {k: torch.from_numpy(v.astype(np.int64)) for k, v in indices.items()}
     if not isinstance(splits, dict):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from fral.datasets._base import FairDataset, splits_from_arrays
 from fral.datasets._cache import cached
 from fral.datasets._embedded import read_embedded
-from fral.datasets._split import check_split_options, split_arrays
+from fral.datasets._split import check_split_options, split_arrays, split_key
 
 __all__ = ["digits_domains"]
 
@@ -69,12 +69,7 @@ def digits_domains(
         it does not match its checksum.
     """
     check_split_options(seed, validation_fraction, test_fraction)
-    key = {
-        "name": "digits_domains",
-        "seed": int(seed),
-        "validation_fraction": float(validation_fraction),
-        "test_fraction": float(test_fraction),
-    }
+    key = split_key("digits_domains", seed, validation_fraction, test_fraction)
 
     def build() -> dict[str, np.ndarray]:
         x, y, z = _raw_digits()

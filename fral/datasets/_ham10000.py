@@ -26,7 +26,7 @@ from fral.datasets._images import (
     list_files,
     short_list,
 )
-from fral.datasets._split import check_split_options, split_indices
+from fral.datasets._split import check_split_options, split_indices, split_key
 
 __all__ = ["HAM10000_CLASS_NAMES", "HAM10000_GROUP_NAMES", "ham10000"]
 
@@ -151,12 +151,7 @@ def ham10000(
     )
     y = np.asarray(labels, dtype=np.int64)
     z = np.asarray(groups, dtype=np.int64)
-    key = {
-        "name": "ham10000",
-        "seed": int(seed),
-        "validation_fraction": float(validation_fraction),
-        "test_fraction": float(test_fraction),
-    }
+    key = split_key("ham10000", seed, validation_fraction, test_fraction)
     split_rows = split_indices(y, z, len(HAM10000_GROUP_NAMES), key)
     return image_dataset(
         "ham10000",

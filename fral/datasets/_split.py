@@ -20,6 +20,20 @@ def check_split_options(seed: int, validation_fraction: float, test_fraction: fl
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
 
 
+def split_key(
+    name: str, seed: int, validation_fraction: float, test_fraction: float, **options: Any
+) -> dict[str, Any]:
+    """What identifies a split (and names a cache file): the data set, the seed, the two
+    fractions and any loader ``options``, as plain JSON values."""
+    return {
+        "name": name,
+        "seed": int(seed),
+        "validation_fraction": float(validation_fraction),
+        "test_fraction": float(test_fraction),
+        **options,
+    }
+
+
 def split_indices(
     y: np.ndarray, z: np.ndarray, num_groups: int, key: dict[str, Any]
 ) -> dict[str, np.ndarray]:

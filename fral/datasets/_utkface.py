@@ -26,7 +26,7 @@ from fral.datasets._images import (
     list_files,
     short_list,
 )
-from fral.datasets._split import check_split_options, split_indices
+from fral.datasets._split import check_split_options, split_indices, split_key
 
 __all__ = ["UTKFACE_CLASS_NAMES", "UTKFACE_GROUP_NAMES", "utkface"]
 
@@ -159,12 +159,7 @@ def utkface(
     )
     labels = np.asarray(races, dtype=np.int64)
     groups = (np.asarray(ages, dtype=np.int64) >= age_threshold).astype(np.int64)
-    key = {
-        "name": "utkface",
-        "seed": int(seed),
-        "validation_fraction": float(validation_fraction),
-        "test_fraction": float(test_fraction),
-    }
+    key = split_key("utkface", seed, validation_fraction, test_fraction)
     rows = split_indices(labels, groups, len(UTKFACE_GROUP_NAMES), key)
     return image_dataset(
         "utkface",
