@@ -84,6 +84,16 @@ class _Forward(nn.Module):
         return self.run(self.low + self.scale * u)
 
 
+def _check_classes(n_classes: int) -> None:
+    """The standard version's APGD-T ranks the 4 largest logits (targeted DLR loss)."""
+    if n_classes < 4:
+        raise ValueError(
+            f"n_classes={n_classes}: AutoAttack's standard version needs at least 4 classes "
+            "(APGD-T's targeted DLR loss uses the 4 largest logits; the reference code has the "
+            "same limit); evaluate this model with PGD (attack=None or 'pgd')"
+        )
+
+
 class AutoAttack(CallableAttack):
     """torchattacks' AutoAttack, standard version, L-infinity, as a fral attack.
 
@@ -192,6 +202,8 @@ class AutoAttack(CallableAttack):
         self.pgd = pgd
         self.pgd_first = bool(pgd_first)
         self.n_classes = _optional_int(n_classes, "n_classes", 2)
+        if self.n_classes is not None:
+            _check_classes(self.n_classes)
         self.seed = _optional_int(seed, "seed", 0)
         self.steps = _optional_int(steps, "steps", 1)
         self.n_queries = _optional_int(n_queries, "n_queries", 1)
@@ -217,6 +229,7 @@ class AutoAttack(CallableAttack):
                 f"n_classes={self.n_classes} but the model outputs {n_classes} logits; leave "
                 "n_classes unset to take the model's"
             )
+        _check_classes(n_classes)
         scale = self.bounds[1] - self.bounds[0]
         attack = torchattacks.AutoAttack(
             forward,

@@ -243,7 +243,9 @@ EVAL_ATTACKS = ("pgd", "autoattack")
 
 def _eval_autoattack(dataset: FairDataset, pgd: PGD) -> AutoAttack:
     """AutoAttack with the data set's threat model, after the evaluation's own PGD."""
-    return AutoAttack(eps=dataset.eps, bounds=dataset.bounds, pgd=pgd)
+    return AutoAttack(
+        eps=dataset.eps, bounds=dataset.bounds, pgd=pgd, n_classes=dataset.num_classes
+    )
 
 
 def _attack_for(dataset: FairDataset, steps: int) -> PGD:

@@ -168,8 +168,13 @@ def test_clear_refusals(trained_net, digits, monkeypatch) -> None:
     with pytest.raises(TypeError, match="build one"):  # strategies and scoring take objects
         as_attack("autoattack")
     x, y, z = digits
-    with pytest.raises(ValueError, match="n_classes=3"):
-        evaluate(trained_net, Pool(x[:4], z[:4], labels=y[:4]), attack=AutoAttack(n_classes=3))
+    with pytest.raises(ValueError, match="n_classes=5 but the model outputs"):
+        evaluate(trained_net, Pool(x[:4], z[:4], labels=y[:4]), attack=AutoAttack(n_classes=5))
+    with pytest.raises(ValueError, match="n_classes=3: .*at least 4 classes"):
+        AutoAttack(n_classes=3)
+    three = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 3))
+    with pytest.raises(ValueError, match="n_classes=3: .*at least 4 classes"):
+        evaluate(three, Pool(x[:4], z[:4], labels=y[:4] % 3), attack="autoattack")
     tabular = torch.nn.Sequential(torch.nn.Linear(5, 3))
     rows = Pool(torch.rand(4, 5), [0, 1, 0, 1], labels=[0, 1, 2, 0])
     with pytest.raises(ValueError, match=r"image batches \(N, C, H, W\)"):
