@@ -36,7 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fral._modules import autocast, check_module, model_device, preserved_mode
+from fral._modules import (
+    _close,
+    autocast,
+    check_module,
+    evaluation_view,
+    model_device,
+    preserved_mode,
+)
 from fral._progress import check_progress, progress_bar
 from fral._random import RandomState, make_generator, resolve_seed
 from fral.attacks import check_labels
@@ -178,6 +185,12 @@ class TrainConfig:
     trades : {"official", "fast"}
         How :func:`trades_loss` computes the training loss: the official code's three
         train-mode forward passes (the default, as the paper used it) or fral's two-pass form.
+    optimize : bool
+        Run the TRADES attack's eval passes on fral's checked eval copy (BatchNorm folded,
+        ``channels_last``) and the train-mode passes of convolutional models on
+        ``channels_last`` inputs (default ``True``; the same arithmetic up to float rounding,
+        see :func:`trades_loss`); ``False`` runs the model as it is, exactly the official
+        code's arithmetic.
     """
 
     epochs: int = 10
@@ -195,6 +208,7 @@ class TrainConfig:
     adversarial: bool = True
     amp: bool = False
     trades: str = "official"
+    optimize: bool = True
 
     def __post_init__(self) -> None:
         def set_(name: str, value: Any) -> None:
@@ -214,7 +228,7 @@ class TrainConfig:
                 lambda v: 0 <= v <= self.epochs,
             ),
         )
-        for name in ("oversample", "adversarial", "amp"):
+        for name in ("oversample", "adversarial", "amp", "optimize"):
             _flag(name, getattr(self, name))
         set_("beta", _real("beta", self.beta, ">= 0", lambda v: v >= 0))
         if not self.adversarial:
@@ -305,13 +319,14 @@ class TrainConfig:
 
         A dict without ``trades`` was written by a fral that had only the two-pass TRADES
         form; it gives ``trades="fast"``, so that a resumed run keeps computing the same loss.
+        Likewise a dict without ``optimize`` gives ``optimize=False`` (the model run as it is).
         """
         if not isinstance(options, dict):
             raise TypeError(f"options must be a dict from TrainConfig.to_dict, got {options!r}")
         bounds = options.get("bounds", INHERIT)
         if bounds is not None and not _unset(bounds):
             bounds = tuple(bounds)
-        return cls(**{"trades": "fast", **options, "bounds": bounds})
+        return cls(**{"trades": "fast", "optimize": False, **options, "bounds": bounds})
 
 
 #: The supplementary's per-data-set settings (SGD, cosine with warm-up, TRADES at 4/255).
@@ -457,6 +472,7 @@ def trades_loss(
     generator: torch.Generator | None = None,
     amp: bool | torch.dtype = False,
     form: str = "official",
+    optimize: bool = True,
 ) -> torch.Tensor:
     """The TRADES loss (Zhang et al. 2019), computed as the official code (``trades.py``).
 
@@ -492,6 +508,13 @@ def trades_loss(
       caller (:class:`Trainer` does it).
     - ``amp`` runs the forward passes under autocast (the official code has none); the
       losses are computed in float32.
+    - ``optimize=True`` (default) runs the attack's eval-mode passes on fral's eval copy of
+      the model (:func:`fral._modules.evaluation_view`: BatchNorm folded into the
+      convolutions, ``channels_last``, checked against the model's own eval forward at each
+      call, with a fall-back to the model itself), as fral's PGD does. The copy computes the
+      same function up to float rounding, so a gradient component within rounding of zero can
+      take the other sign: in float32 a few pixels in 10,000 of ``x'`` then differ by
+      ``2 * alpha``; in float64 the two agree. ``optimize=False`` runs the model itself.
 
     Parameters
     ----------
@@ -515,6 +538,8 @@ def trades_loss(
         Autocast for the forward passes.
     form : {"official", "fast"}, default "official"
         Three train-mode passes as the official code, or two.
+    optimize : bool, default True
+        The attack on fral's checked eval copy (see above) or on the model itself.
 
     Returns
     -------
@@ -558,6 +583,7 @@ def trades_loss(
         amp=amp,
         form=form,
         check_labels=True,
+        optimize=_flag("optimize", optimize),
     )
 
 
@@ -576,12 +602,15 @@ def _trades(
     form: str,
     check_labels: bool = False,
     noise_rows: tuple[int, int, int] | None = None,
+    channels_last: bool = False,
+    optimize: bool = True,
 ) -> torch.Tensor:
     """:func:`trades_loss` on checked arguments (``check_labels``: check ``y`` against C).
 
     ``noise_rows = (start, stop, rows)``: ``x`` is rows ``start:stop`` of a batch of ``rows``
     (one rank's part of a global batch); the attack's random start is drawn for the whole
-    batch and cut, so the rows get the noise one process gives them.
+    batch and cut, so the rows get the noise one process gives them. ``channels_last``: the
+    train-mode passes take their 4-D inputs in ``channels_last`` (see :func:`_channels_last`).
     """
     device = model_device(model)
     x = x.detach()
@@ -597,8 +626,12 @@ def _trades(
             generator=generator,
             amp=amp,
             noise_rows=noise_rows,
+            optimize=optimize,
         )
     rows = x.shape[0]
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        x_adv = x_adv.contiguous(memory_format=torch.channels_last)
     with preserved_mode(model, training=True), autocast(device, amp):
         logits = _logits(model(x), rows).float()
         logits_adv = _logits(model(x_adv), rows).float()
@@ -622,42 +655,103 @@ def _trades_attack(
     generator: torch.Generator | None,
     amp: bool | torch.dtype,
     noise_rows: tuple[int, int, int] | None = None,
+    optimize: bool = True,
 ) -> torch.Tensor:
-    """TRADES' inner maximisation with the official arithmetic; ``model`` in eval mode.
+    """TRADES' inner maximisation with the official arithmetic, in eval mode.
 
-    ``y``, when given, is checked against the width of the clean logits. ``noise_rows``: see
-    :func:`_trades`.
+    With ``optimize``, the eval-mode passes run on fral's checked eval view of the model
+    (:func:`fral._modules.evaluation_view`: BatchNorm folded into the convolutions, parameters
+    frozen, ``channels_last``; checked against the model's own eval forward at each call and
+    replaced by a safer version where they differ), as fral's PGD does: the same function of
+    ``x'`` up to float rounding, so a gradient component within rounding of zero can change
+    sign (a few pixels in 10,000 in float32; none in float64). ``y``, when given, is checked
+    against the width of the clean logits. ``noise_rows``: see :func:`_trades`.
     """
     if torch.is_inference_mode_enabled():
         raise RuntimeError("TRADES needs gradients: it cannot run inside torch.inference_mode()")
     device = model_device(model)
-    with torch.no_grad(), autocast(device, amp):
-        clean = _logits(model(x), x.shape[0])
-    if y is not None:
-        check_labels(y, clean.shape[1], "y")
-    target = F.softmax(clean.float(), dim=1)
-    noise_device = "cpu" if generator is None else generator.device
-    if noise_rows is None:
-        noise = 0.001 * torch.randn(x.shape, generator=generator, device=noise_device)
-    else:
-        start, stop, rows = noise_rows
-        shape = (rows, *x.shape[1:])
-        noise = 0.001 * torch.randn(shape, generator=generator, device=noise_device)[start:stop]
-    x_adv = x + noise.to(device=x.device, dtype=x.dtype)
-    low, high = x - eps, x + eps
-    for _ in range(steps):
-        x_adv.requires_grad_()
-        with torch.enable_grad(), autocast(device, amp):
-            logits = _logits(model(x_adv), x.shape[0])
-            loss = F.kl_div(F.log_softmax(logits.float(), dim=1), target, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, [x_adv])
-        x_adv = x_adv.detach() + alpha * torch.sign(grad)
-        x_adv = torch.min(torch.max(x_adv, low), high)
-        if bounds is not None:
-            x_adv = torch.clamp(x_adv, bounds[0], bounds[1])
+    with evaluation_view(model, optimize=optimize) as view:
+        with torch.no_grad(), autocast(device, amp):
+            clean = _logits(view(x), x.shape[0])
+        if y is not None:
+            check_labels(y, clean.shape[1], "y")
+        target = F.softmax(clean.float(), dim=1)
+        noise_device = "cpu" if generator is None else generator.device
+        if noise_rows is None:
+            noise = 0.001 * torch.randn(x.shape, generator=generator, device=noise_device)
+        else:
+            start, stop, rows = noise_rows
+            shape = (rows, *x.shape[1:])
+            noise = 0.001 * torch.randn(shape, generator=generator, device=noise_device)
+            noise = noise[start:stop]
+        x_adv = x + noise.to(device=x.device, dtype=x.dtype)
+        low, high = x - eps, x + eps
+        for _ in range(steps):
+            x_adv.requires_grad_()
+            with torch.enable_grad(), autocast(device, amp):
+                logits = _logits(view(x_adv), x.shape[0])
+                loss = F.kl_div(F.log_softmax(logits.float(), dim=1), target, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, [x_adv])
+            x_adv = x_adv.detach() + alpha * torch.sign(grad)
+            x_adv = torch.min(torch.max(x_adv, low), high)
+            if bounds is not None:
+                x_adv = torch.clamp(x_adv, bounds[0], bounds[1])
     if bounds is not None:
         x_adv = torch.clamp(x_adv, bounds[0], bounds[1])
-    return x_adv.detach()
+    return x_adv.detach().contiguous()
+
+
+def _channels_last(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the train-mode passes may run in ``channels_last`` (a speed-up for convolutions
+    on CPU and GPU): the model's 4-D weights and its 4-D inputs in that layout, same values.
+
+    Only for 4-D inputs to a model with 2-D convolutions, and only where the model's eval
+    forward on a few rows gives the same output (float rounding) in the two layouts, without
+    an error: a model that flattens features with ``.view`` fails on ``channels_last``
+    features, and is then trained in its own layout. Leaves no trace: eval mode, no
+    gradient, the weights back in their layout.
+    """
+    if x.dim() != 4 or not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return False
+    sample = x[:2].detach()
+    try:
+        with preserved_mode(model, training=False), torch.no_grad():
+            plain = model(sample)
+            with _channels_last_weights(model, True):
+                other = model(sample.contiguous(memory_format=torch.channels_last))
+    except Exception:
+        return False
+    return (
+        isinstance(plain, torch.Tensor)
+        and isinstance(other, torch.Tensor)
+        and bool(_close(other, plain))
+    )
+
+
+@contextlib.contextmanager
+def _channels_last_weights(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """The model's contiguous 4-D parameters in ``channels_last`` for the block, then back.
+
+    The same ``Parameter`` objects (an optimiser keeps them) with the same values; only the
+    memory layout of their data, and of their ``.grad``, changes during the block.
+    """
+    converted = []
+    if enabled:
+        for parameter in model.parameters():
+            if parameter.dim() == 4 and not parameter.is_contiguous(
+                memory_format=torch.channels_last
+            ):
+                converted.append(parameter)
+                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+                if parameter.grad is not None:  # grads follow their parameter's layout
+                    parameter.grad = parameter.grad.contiguous(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for parameter in converted:
+            parameter.data = parameter.data.contiguous()
+            if parameter.grad is not None:
+                parameter.grad = parameter.grad.contiguous()
 
 
 def _average_buffers(model: nn.Module, context: Context) -> None:
@@ -785,6 +879,7 @@ class Trainer:
         )
         self.generator = make_generator(resolve_seed(self.random_state))
         self.epochs_done = 0
+        self._channels_last = False  # decided per fit by _channels_last (see _probe)
 
     def state_dict(self) -> dict[str, Any]:
         """Optimiser state, generator state and epoch count (not the model's weights).
@@ -840,6 +935,7 @@ class Trainer:
         ):
             logits = _logits(self.model(x), x.shape[0])
         check_labels(labels, logits.shape[1], "the training labels")
+        self._channels_last = config.optimize and _channels_last(self.model, x)
 
     def fit(
         self,
@@ -895,7 +991,11 @@ class Trainer:
         # Dropout draws from the global RNG: fork it so training is reproducible from our seed
         # and the caller's global RNG stream is left as it was.
         devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), preserved_mode(self.model, training=True):
+        with (
+            contextlib.ExitStack() as layout,
+            torch.random.fork_rng(devices=devices),
+            preserved_mode(self.model, training=True),
+        ):
             if per_batch:
                 _check_inputs(
                     pool.get_inputs(torch.arange(min(len(pool), config.batch_size))),
@@ -904,6 +1004,7 @@ class Trainer:
                     bounds,
                 )
             self._probe(pool, labels, config)
+            layout.enter_context(_channels_last_weights(self.model, self._channels_last))
             if context is not None:  # every rank draws rank 0's batches and random starts
                 state = context.broadcast(self.generator.get_state(), 0)
                 self.generator.set_state(state.cpu())
@@ -1014,6 +1115,7 @@ class Trainer:
         config: TrainConfig,
         noise_rows: tuple[int, int, int] | None = None,
     ) -> torch.Tensor:
+        channels_last = self._channels_last
         with _lone_sample_hint(x, config):
             if config.adversarial:
                 return _trades(
@@ -1029,7 +1131,11 @@ class Trainer:
                     amp=config.amp,
                     form=config.trades,
                     noise_rows=noise_rows,
+                    channels_last=channels_last,
+                    optimize=config.optimize,
                 )
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(model_device(self.model), config.amp):
                 logits = _logits(self.model(x), x.shape[0]).float()
             return F.cross_entropy(logits, y)

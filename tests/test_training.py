@@ -112,7 +112,13 @@ def test_fast_trades_loss_equals_the_two_pass_reference(train) -> None:
     options = {"beta": 6.0, "eps": 0.1, "alpha": 0.03, "steps": 4}
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
     loss = trades_loss(
-        ours, x, y, generator=torch.Generator().manual_seed(5), form="fast", **options
+        ours,
+        x,
+        y,
+        generator=torch.Generator().manual_seed(5),
+        form="fast",
+        optimize=False,
+        **options,
     )
     expected = reference_fast_trades(theirs, x, y, noise=noise, **options)
     assert_same_step(ours, theirs, loss, expected)
@@ -130,7 +136,7 @@ def test_official_trades_loss_equals_the_official_code(train) -> None:
     ours.train(train)
     x, y = torch.rand(12, 1, 8, 8), torch.randint(0, 4, (12,))
     torch.manual_seed(11)
-    loss = trades_loss(ours, x, y, beta=6.0, eps=0.1, alpha=0.03, steps=4)
+    loss = trades_loss(ours, x, y, beta=6.0, eps=0.1, alpha=0.03, steps=4, optimize=False)
     rng_ours = torch.get_rng_state()
     torch.manual_seed(11)
     expected = official_trades(theirs, x, y, step_size=0.03, epsilon=0.1, perturb_steps=4, beta=6.0)
@@ -144,6 +150,74 @@ def test_official_trades_loss_equals_the_official_code(train) -> None:
     trades_loss(fast, x, y, eps=0.1, alpha=0.03, steps=4, form="fast")
     assert int(fast.features[1].num_batches_tracked) == before + 2
     assert int(ours.features[1].num_batches_tracked) == before + 3
+
+
+@pytest.mark.parametrize("form", ["official", "fast"])
+def test_optimised_attack_equals_the_official_code_in_float64(form) -> None:
+    """The default attack runs on the folded eval copy: in float64 the same x' and loss."""
+    ours, theirs = make_net(seed=2).double(), make_net(seed=2).double()
+    x, y = torch.rand(12, 1, 8, 8, dtype=torch.float64), torch.randint(0, 4, (12,))
+    options = {"beta": 6.0, "eps": 0.1, "alpha": 0.03, "steps": 4}
+    torch.manual_seed(11)
+    loss = trades_loss(ours, x, y, form=form, **options)
+    torch.manual_seed(11)
+    exact = trades_loss(theirs, x, y, form=form, optimize=False, **options)
+    assert loss.item() == pytest.approx(exact.item(), rel=1e-12)
+    loss.backward()
+    exact.backward()
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-9, atol=1e-12)
+    assert all(p.requires_grad for p in ours.parameters())
+
+
+def test_trainer_optimize_changes_nothing_beyond_rounding() -> None:
+    """Trainer with the optimised attack and channels_last passes against optimize=False:
+    float64 weights after a fit agree; a model flattening with .view (which channels_last
+    features break) is detected and trained on its usual layout."""
+
+    class Net(nn.Module):
+        def __init__(self, flatten_with_view: bool) -> None:
+            super().__init__()
+            self.flatten_with_view = flatten_with_view
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4 * 36, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.bn(self.conv(x)))
+            if self.flatten_with_view:
+                return self.fc(h.view(h.shape[0], -1))
+            return self.fc(h.flatten(1))
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(64, 3, 6, 6, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 3, (64,), generator=generator)
+    data = Pool(x, torch.zeros(64, dtype=torch.long), labels=labels)
+    for flatten_with_view in (False, True):
+        weights = []
+        for optimize in (True, False):
+            torch.manual_seed(0)
+            model = Net(flatten_with_view).double()
+            config = TrainConfig(epochs=1, batch_size=16, steps=2, optimize=optimize)
+            trainer = Trainer(model, config, random_state=3)
+            trainer.fit(data)
+            assert trainer._channels_last is (optimize and not flatten_with_view)
+            weights.append(model.state_dict())
+        for key, value in weights[0].items():
+            assert torch.allclose(value.double(), weights[1][key].double(), atol=1e-10), key
+
+
+def test_config_optimize_round_trip() -> None:
+    config = TrainConfig(optimize=False)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert (
+        TrainConfig.from_dict(
+            {k: v for k, v in TrainConfig().to_dict().items() if k != "optimize"}
+        ).optimize
+        is False
+    )
+    with pytest.raises(TypeError, match="optimize"):
+        TrainConfig(optimize=1)
 
 
 def test_warmup_then_cosine() -> None:

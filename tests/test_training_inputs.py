@@ -183,10 +183,10 @@ CASES: dict[str, Case] = {
         with_x(lambda x: x.to("meta")), ValueError, r"(inputs are|{x} is) on the meta device"
     ),
     "model returns a tuple": Case(
-        with_model(lambda m: TupleOut()), TypeError, r"model must return a logits.*tuple"
+        with_model(lambda m: TupleOut()), TypeError, r"model (must return a logits|returned).*tuple"
     ),
     "model returns a dict": Case(
-        with_model(lambda m: DictOut()), TypeError, r"model must return a logits.*dict"
+        with_model(lambda m: DictOut()), TypeError, r"model (must return a logits|returned).*dict"
     ),
     "not a model": Case(with_model(lambda m: m.forward), TypeError, r"model must be a torch"),
     "frozen model": Case(with_model(frozen), ValueError, r"model has no trainable parameter"),
