@@ -1,22 +1,45 @@
-"""One prepared GPU check: correctness on CUDA, bf16 autocast, throughput. Needs CUDA.
+"""One prepared GPU check (under 8 minutes on a current card): correctness on CUDA, then the
+speed figures of issue 12 in one printed table. Needs CUDA.
 
-Prints one line per check. Run on a GPU machine from the repository root:
+Checks (one line each, ``[ok]`` or ``[FAIL]``): models unchanged by every call on CUDA, PGD in
+float64 equal on CUDA, on CPU and in torchattacks, every strategy selecting on CUDA, JIN's
+scores on CUDA against the CPU's (float32) and bf16 against float32.
+
+Measurements, each with the benchmark script that defines it (run here with ``--device cuda``
+and fewer rounds), collected into one table at the end and written to
+``benchmarks/results/gpu-cuda.json`` (rendered on the docs' benchmarks page):
+
+- PGD against torchattacks, SmallCNN and MobileNetV2 (``bench_pgd.py``; goal >= 1.5x);
+- the TRADES step against the official loop, and the standard step against a plain loop
+  (``bench_training.py``; goal >= 2x);
+- JIN's scoring throughput in float32 and bf16 (MobileNetV2-0.5 on digits_domains);
+- a whole round of JIN, ``M_S`` from scratch and fine-tuned (``bench_round.py``).
+
+Run on a GPU machine from the repository root:
 
     PYTHONPATH=. python benchmarks/gpu_check.py
+
+``GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1`` makes a short dry run of every step on the CPU (to
+try the script before spending GPU time; its figures are not written).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import bench_model, timed
+import bench_pgd
+import bench_round
+import bench_training
+from _common import bench_model, timed, write_results
 
 from fral import (
     JIN,
@@ -36,6 +59,15 @@ from tests.utils import assert_unchanged, make_net, snapshot
 CUDA = torch.device(os.environ.get("GPU_CHECK_DEVICE", "cuda"))
 #: A few-seconds dry run of every step (e.g. on the CPU before spending GPU time).
 QUICK = bool(os.environ.get("GPU_CHECK_QUICK"))
+
+
+#: The rows of the final table: what was measured, the figure, the goal.
+TABLE: list[dict[str, Any]] = []
+
+
+def measured(what: str, figure: str, goal: str = "-") -> None:
+    TABLE.append({"measurement": what, "figure": figure, "goal": goal})
+    print(f"  {what}: {figure}" + ("" if goal == "-" else f" (goal {goal})"), flush=True)
 
 
 def check(name: str, passed: bool, detail: str = "") -> None:
@@ -106,18 +138,20 @@ def jin_on_cuda() -> None:
         overlap(fp32c, cpu) > 0.95,
         f"top-300 overlap {overlap(fp32c, cpu):.3f}, Spearman {spearman(fp32c, cpu):.4f}",
     )
-    check("JIN scores CUDA bf16 vs fp32", overlap(bf16.cpu(), fp32c) > 0.8,
-          f"top-300 overlap {overlap(bf16.cpu(), fp32c):.3f}, "
-          f"Spearman {spearman(bf16.cpu(), fp32c):.4f}")  # fmt: skip
+    check(
+        "JIN scores CUDA bf16 vs fp32",
+        overlap(bf16.cpu(), fp32c) > 0.8,
+        f"top-300 overlap {overlap(bf16.cpu(), fp32c):.3f}, "
+        f"Spearman {spearman(bf16.cpu(), fp32c):.4f}",
+    )
     copies = 1 if QUICK else 4
     big = Pool(data.train.x[:end].repeat(copies, 1, 1, 1), data.train.z[:end].repeat(copies))
     for amp in (False, True):
         jin = JIN(100, batch_size=2048, amp=amp)
         seconds = timed(lambda jin=jin: jin.score(model_r, model_s, big), 3, CUDA)
-        print(
-            f"JIN.score on CUDA, {len(big)} candidates, MobileNetV2-0.5 28px, amp={amp}: "
-            f"{seconds:.2f} s ({len(big) / seconds:,.0f} candidates/s)",
-            flush=True,
+        measured(
+            f"JIN scoring, MobileNetV2-0.5 28 px, {'bf16' if amp else 'float32'}",
+            f"{len(big) / seconds:,.0f} candidates/s ({len(big)} in {seconds:.2f} s)",
         )
     result = evaluate(model_r, data.test.pool())
     print(
@@ -139,24 +173,36 @@ def strategies_on_cuda() -> None:
         check(f"{strategy.name} selects on CUDA", ok, f"{len(picks)} picks")
 
 
-def training_throughput() -> None:
-    data = digits_domains()
-    labelled = data.train.pool().subset(torch.arange(256 if QUICK else 2048))
-    for amp in (False, True):
-        torch.manual_seed(0)
-        model = MobileNetV2(10, 1, width=1.0).to(CUDA)
-        trainer = Trainer(model, TrainConfig(epochs=1, batch_size=256, amp=amp), random_state=0)
-        trainer.fit(labelled)
-        sync = torch.cuda.synchronize if CUDA.type == "cuda" else (lambda: None)
-        sync()
-        start = time.perf_counter()
-        history = trainer.fit(labelled)
-        sync()
-        seconds = time.perf_counter() - start
-        check(
-            f"TRADES epoch on CUDA amp={amp}",
-            history[-1]["loss"] == history[-1]["loss"],
-            f"{len(labelled) / seconds:,.0f} samples/s, loss {history[-1]['loss']:.3f}",
+def pgd_speed() -> None:
+    args = argparse.Namespace(batch_size=256, steps=5, pairs=2 if QUICK else 5, amp=True)
+    for name in ("smallcnn", "mobilenetv2"):
+        row = bench_pgd.compare(name, args, CUDA)
+        measured(f"PGD-5 vs torchattacks, {name}, batch 256", row["speed-up"], ">= 1.5x")
+        measured(f"PGD-5 bf16 vs torchattacks, {name}", row["bf16 speed-up"])
+
+
+def training_speed() -> None:
+    args = argparse.Namespace(batch_size=128, batches=2 if QUICK else 8, pairs=2 if QUICK else 5)
+    for name in ("smallcnn", "mobilenetv2"):
+        for row in bench_training.compare(name, args, CUDA):
+            goal = ">= 2x" if row["step"] == "TRADES (official form)" else "-"
+            measured(
+                f"{row['step']} vs reference loop, {name}, batch 128",
+                f"{row['speed-up']} ({row['fral img/s']:,.0f} img/s)",
+                goal,
+            )
+
+
+def round_cost() -> None:
+    args = bench_round.parser().parse_args(
+        ["--device", str(CUDA), "--epochs", "1" if QUICK else "5", "--strategies", "jin"]
+    )
+    for row in bench_round.run(args, bench_round.prepare(args)):
+        measured(
+            f"JIN round, M_S {row['M_S']}, SmallCNN digits_domains, {args.epochs} epochs",
+            f"{row['round s']:.1f} s; selection / fine-tuning "
+            f"{row['selection / fine-tuning %']:.1f}%",
+            "<= 12%" if row["M_S"] == "scratch" else "<= 8%",
         )
 
 
@@ -165,14 +211,28 @@ def main() -> None:
         sys.exit("needs CUDA")
     name = torch.cuda.get_device_name() if CUDA.type == "cuda" else "CPU dry run"
     print(f"torch {torch.__version__}, {name}", flush=True)
-    for step in (models_unchanged, pgd_matches_cpu_and_torchattacks, strategies_on_cuda,
-                 jin_on_cuda, training_throughput):  # fmt: skip
+    steps = (
+        models_unchanged,
+        pgd_matches_cpu_and_torchattacks,
+        strategies_on_cuda,
+        jin_on_cuda,
+        pgd_speed,
+        training_speed,
+        round_cost,
+    )
+    for step in steps:
         start = time.perf_counter()
         try:
             step()
         except Exception as error:  # report and go on: one run must say as much as it can
             check(step.__name__, False, f"{type(error).__name__}: {error}")
         print(f"  ({step.__name__}: {time.perf_counter() - start:.1f} s)", flush=True)
+    width = max(len(row["measurement"]) for row in TABLE) if TABLE else 0
+    print(f"\n{name}, torch {torch.__version__}")
+    for row in TABLE:
+        print(f"{row['measurement']:<{width}}  {row['figure']}  (goal {row['goal']})")
+    if TABLE and CUDA.type == "cuda" and not QUICK:
+        write_results("gpu-cuda", ["measurement", "figure", "goal"], TABLE, CUDA)
 
 
 if __name__ == "__main__":
