@@ -236,12 +236,13 @@ def run_case(name: str, size: int, threads: int, threshold: int | None, timeout:
     job = json.dumps({"name": name, "size": size, "threads": threads})
     out = subprocess.run(
         [sys.executable, __file__, "--worker", job],
-        check=True,
         capture_output=True,
         text=True,
         env=env,
         timeout=timeout,
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"the case {name} at N={size} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -132,3 +132,9 @@ def test_default_malloc_and_a_case_over_the_time_limit(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "scaling-cpu.json").read_text())["rows"]
     assert rows[0]["N"] == 200 and rows[0]["seconds"] > 0
     assert rows[1]["N"] == 400 and rows[1]["seconds"].startswith("not run (~")
+
+
+def test_a_failing_case_shows_its_error() -> None:
+    script = load_script()
+    with pytest.raises(RuntimeError, match=r"NOPE at N=10 failed:(.|\n)*KeyError"):
+        script.run_case("NOPE", 10, 1, None, timeout=60)
