@@ -60,7 +60,14 @@ from fral._io import (
     write_json,
 )
 from fral.datasets import DATASETS, FairDataset, load_dataset, load_npz
-from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
+from fral.loop import (
+    Initialization,
+    _check_sync_batchnorm,
+    default_model_fn,
+    initialize,
+    run_experiment,
+    strategy_for,
+)
 from fral.models import MODELS
 from fral.presets import PAPER_PRESETS, PaperPreset, paper_preset
 from fral.report import (
@@ -484,6 +491,7 @@ def _compare(
                 device=args.device,
                 progress=args.progress,
                 attack_steps=args.attack_steps,
+                sync_batchnorm=getattr(args, "sync_batchnorm", False),
             )
             initialization.save(init_path)
             print(
@@ -670,6 +678,8 @@ def _run(args: argparse.Namespace) -> None:
             return dataset
 
         dataset = _node_by_node(context, prepare)
+        if args.sync_batchnorm:  # refused before anything is written
+            _check_sync_batchnorm(context, torch.device(args.device))
         record()
         distributed.on_rank(context, lambda: _record_settings(out, args, dataset, sources))
         results = _compare(dataset, args.strategy, args.seeds, args, out, sources)

@@ -19,6 +19,9 @@ picks and each answer of the oracle are written as soon as they exist. ``resume=
 continues a killed run and ends with the labelled set, metrics and ``history.json`` of the
 uninterrupted run. A run is tied to its data by content (a SHA-256 fingerprint of every
 split), not by the data set's name.
+
+Under ``torchrun`` (a process group of several ranks) every rank runs the loop, sharded and
+data-parallel; rank 0 alone owns the run folder and the oracle (see :func:`run_experiment`).
 """
 
 from __future__ import annotations
@@ -349,18 +352,30 @@ def initialize(
     device: torch.device | str = "cpu",
     attack_steps: int = 5,
     progress: bool | None = None,
+    sync_batchnorm: bool = False,
 ) -> Initialization:
     """Algorithm 1, line 3: label ``initial_fraction`` of the training split uniformly at
     random and adversarially train ``M_R`` on it; evaluate on the test split (round 0).
 
     The result's ``settings`` carry the data's fingerprint and the model's signature, so that
-    :func:`run_experiment` refuses it for other data or another model."""
+    :func:`run_experiment` refuses it for other data or another model. Under a process group
+    of several ranks every rank calls it (the training is data-parallel, the evaluation
+    sharded; rank 0 alone shows progress); ``sync_batchnorm`` is
+    :func:`run_experiment`'s, for the model ``model_fn`` builds here."""
     if not isinstance(dataset, FairDataset):
         raise TypeError(f"dataset must be a FairDataset, got {type(dataset).__name__}")
     initial_fraction = _check_fraction("initial_fraction", initial_fraction, upper_closed=False)
     seed = check_int(seed, "seed", -(2**63))
     attack_steps = check_int(attack_steps, "attack_steps", 1)
     model_fn = model_fn or default_model_fn(dataset)
+    if not isinstance(sync_batchnorm, bool):
+        raise TypeError(f"sync_batchnorm must be True or False, got {sync_batchnorm!r}")
+    context = distributed.current()
+    if context is not None and context.rank != 0:
+        progress = False  # rank 0 alone shows progress
+    if sync_batchnorm:
+        _check_sync_batchnorm(context, torch.device(device))
+        model_fn = _synchronised(model_fn, None if context is None else context.group)
     train = _train_config(dataset, train)
     labeled, _ = initial_split(
         len(dataset.train), initial_fraction, generator=torch.Generator().manual_seed(seed)
@@ -587,10 +602,11 @@ def run_experiment(
     checkpoint_dir : str or Path, optional
         Where the run is saved: ``settings.json`` (written once, with the data's
         :func:`data_fingerprint` and the model's :func:`model_signature`); after every round
-        ``state-<round>.pt`` (labelled set, models, optimisers, strategy and generator states)
-        and ``history.json`` (the records, naming that state file and its checksum: the commit
-        point); during a round ``open_round.json`` (its picks and each oracle answer so far)
-        and ``open_round.pt`` (``M_S`` and the strategy right after selecting). Every file is
+        ``state-<round>.pt`` (labelled set, models, optimisers, strategy and generator
+        states, and the world size) and ``history.json`` (the records, naming that state file
+        and its checksum: the commit point; ``notes`` where a resume changed the world size);
+        during a round ``open_round.json`` (its picks and each oracle answer so far) and
+        ``open_round.pt`` (``M_S`` and the strategy right after selecting). Every file is
         written atomically and carries a SHA-256; a truncated or corrupted one is a
         :class:`fral._io.CheckpointError` naming it. The folder is locked while the run
         writes (a second run on it fails at once with :class:`fral._io.FolderLockedError`),

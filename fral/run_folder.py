@@ -148,7 +148,8 @@ class _Checkpoint:
     removed after the commit; leftovers of a killed process are removed when the run is
     resumed. During a round, ``open_round.pt`` (``M_S`` and the strategy right after
     selecting) is written before ``open_round.json`` (the picks, every oracle answer so far
-    and ``open_round.pt``'s SHA-256).
+    and ``open_round.pt``'s SHA-256). Under a process group of several ranks only rank 0's
+    has a folder: the loop reads and writes on rank 0 and sends what it read to the others.
     """
 
     def __init__(self, folder: Path | None) -> None:

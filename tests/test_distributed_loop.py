@@ -200,6 +200,16 @@ def test_sync_batchnorm_must_be_a_bool():
         run_experiment("RAND", worker.dataset(), rounds=1, sync_batchnorm=1)
 
 
+def test_fral_run_sync_batchnorm_without_torchrun_fails_before_writing(tmp_path, capsys):
+    from fral.cli import main
+
+    out = tmp_path / "runs"
+    status = main(["run", "--limit", "100", "--rounds", "1", "--sync-batchnorm", "--out", str(out)])
+    assert status == 1
+    assert "sync_batchnorm=True needs a process group" in capsys.readouterr().err
+    assert not (out / "command.json").exists() and not (out / "settings.json").exists()
+
+
 def test_trainer_refuses_a_batch_some_rank_would_skip_with_sync_batchnorm(monkeypatch):
     """A rank with no row of a global batch would skip SyncBatchNorm's collective forward and
     leave the others waiting: refused before any step, on every rank alike."""
