@@ -852,11 +852,11 @@ def _torchrun_group(args: argparse.Namespace) -> Iterator[int]:
     Launched by ``torchrun`` (``RANK`` and ``WORLD_SIZE`` set) with no group yet: ``fral run``
     initialises it, gloo on CPUs and NCCL with ``--device cuda`` (rank on GPU ``LOCAL_RANK``),
     and destroys it at the end. Other commands run in one process: refused with several ranks.
-    Outside torchrun, or with a group already initialised, nothing happens.
+    Outside torchrun nothing happens; a group already initialised is used as it is.
     """
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if not launched or not dist.is_available() or dist.is_initialized():
-        yield 0
+        yield dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         return
     if args.command != "run":
         if int(os.environ["WORLD_SIZE"]) > 1:

@@ -61,6 +61,7 @@ from fral.run_folder import (
     CHECKPOINT_VERSION,
     _check_same,
     _Checkpoint,
+    _differences,
     _json_ready,
     data_fingerprint,
     model_signature,
@@ -917,7 +918,22 @@ class _Run:
     # -- state -------------------------------------------------------------------------------
     @contextlib.contextmanager
     def opened(self, resume: bool) -> Any:
-        """The run folder checked, locked and tidied (on rank 0) for the block."""
+        """The run folder checked, locked and tidied (on rank 0) for the block; under a
+        process group, first a check that every rank runs with rank 0's settings."""
+        if self.context is not None:
+            # A strategy object's repr may hold its address, which differs between processes.
+            mine = {k: v for k, v in self.settings.items() if k != "strategy_repr"}
+            first = distributed.broadcast_object(self.context, mine)
+            differences = self.context.all_gather_object(
+                _differences(_json_ready(first), _json_ready(mine))
+            )
+            ranks = [rank for rank, differ in enumerate(differences) if differ]
+            if ranks:  # the same error on every rank
+                raise ValueError(
+                    f"the ranks called run_experiment with other settings than rank 0: ranks "
+                    f"{ranks} differ in {'; '.join(differences[ranks[0]])} (rank {ranks[0]}); "
+                    "every rank must make the same call, with the same data and seed"
+                )
         with contextlib.ExitStack() as stack:
             distributed.on_rank(
                 self.context,

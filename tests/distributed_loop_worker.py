@@ -60,6 +60,7 @@ def experiment(
     resume: bool = False,
     rounds: int = ROUNDS,
     on_round: Any = None,
+    seed: int = 1,
 ) -> Any:
     train = TrainConfig(epochs=1, batch_size=16, lr=0.05, warmup_epochs=0, adversarial=True)
     return run_experiment(
@@ -73,7 +74,7 @@ def experiment(
         oracle_batch_size=4,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
-        seed=1,
+        seed=seed,
         train=train,
         standard=TrainConfig(epochs=1, batch_size=16, lr=0.05, warmup_epochs=0),
         attack_steps=1,
@@ -107,6 +108,23 @@ def scenario(rank: int, out_dir: Path) -> dict[str, Any]:
         "labels": resumed.labels,
     }
     results["resumed/oracle_calls"] = oracle.calls
+
+    # on_round failing on rank 1 only: every rank stops after round 1.
+    def fail_on_rank_1(record: dict[str, Any]) -> None:
+        if rank == 1:
+            raise RuntimeError(f"rank 1's callback failed in round {record['round']}")
+
+    try:
+        experiment(data, Oracle(data.train.y), None, rounds=1, on_round=fail_on_rank_1)
+        results["on_round_failed"] = None
+    except Exception as error:
+        results["on_round_failed"] = f"{type(error).__name__}: {error}"
+    # Rank 1 with another seed: refused on every rank before any training or writing.
+    try:
+        experiment(data, Oracle(data.train.y), out_dir / f"mismatch-rank{rank}", seed=1 + rank)
+        results["mismatch"] = None
+    except Exception as error:
+        results["mismatch"] = f"{type(error).__name__}: {error}"
     return results
 
 

@@ -137,6 +137,17 @@ def test_run_experiment_with_two_ranks_matches_one_process_and_resumes(tmp_path)
         assert _without_timings(results["resumed"]["history"]) == _without_timings(
             results["full"]["history"]
         )
+    # on_round raising on rank 1 alone stopped both ranks.
+    assert ranks[1]["on_round_failed"] == "RuntimeError: rank 1's callback failed in round 1"
+    assert ranks[0]["on_round_failed"] == (
+        "RankFailedError: rank 1 of the process group failed: RuntimeError: rank 1's callback "
+        "failed in round 1"
+    )
+    # Ranks called with different seeds: a ValueError on every rank, naming the setting.
+    for results in ranks:
+        assert results["mismatch"].startswith("ValueError: the ranks called run_experiment")
+        assert "ranks [1] differ in seed (1 then, 2 now)" in results["mismatch"]
+    assert not (tmp_path / "mismatch-rank0").exists()
     saved = read_torch(tmp_path / "resume-rank0" / f"state-{worker.ROUNDS}.pt")
     assert saved["world_size"] == 2
 
@@ -306,3 +317,27 @@ def test_the_cli_under_torchrun_writes_one_run_folder_from_rank_0(tmp_path):
     )
     assert again.returncode != 0
     assert again.stderr.count("already holds runs") == 1, again.stderr
+
+    # --resume with one more round, at the same world size: rank 0 reads the initialization
+    # and the run's state for both ranks, and the run continues without a warning.
+    rounds = command.index("--rounds") + 1
+    resumed = subprocess.run(
+        [
+            *command[:5],
+            f"--master_port={_free_port()}",
+            *command[6:rounds],
+            "2",
+            *command[rounds + 1 :],
+            "--resume",
+        ],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "world size" not in resumed.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert [len(result["history"]) for result in results] == [3]
+    assert read_torch(out / "seed0" / "RAND" / "state-2.pt")["world_size"] == 2
