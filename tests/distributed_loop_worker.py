@@ -21,6 +21,7 @@ from torch import nn
 
 from fral.datasets import FairDataset
 from fral.loop import run_experiment
+from fral.strategies import build_strategy
 from fral.training import TrainConfig
 
 ROUNDS = 2
@@ -61,10 +62,11 @@ def experiment(
     rounds: int = ROUNDS,
     on_round: Any = None,
     seed: int = 1,
+    strategy: Any = "JIN",
 ) -> Any:
     train = TrainConfig(epochs=1, batch_size=16, lr=0.05, warmup_epochs=0, adversarial=True)
     return run_experiment(
-        "JIN",
+        strategy,
         data,
         model_fn=model_fn,
         rounds=rounds,
@@ -125,6 +127,13 @@ def scenario(rank: int, out_dir: Path) -> dict[str, Any]:
         results["mismatch"] = None
     except Exception as error:
         results["mismatch"] = f"{type(error).__name__}: {error}"
+    # A strategy seeded differently on each rank: its picks differ, refused on every rank.
+    try:
+        strategy = build_strategy("RAND", 10, random_state=rank)
+        experiment(data, Oracle(data.train.y), None, rounds=1, strategy=strategy)
+        results["picks_differ"] = None
+    except Exception as error:
+        results["picks_differ"] = f"{type(error).__name__}: {error}"
     return results
 
 

@@ -143,6 +143,11 @@ def test_run_experiment_with_two_ranks_matches_one_process_and_resumes(tmp_path)
         "RankFailedError: rank 1 of the process group failed: RuntimeError: rank 1's callback "
         "failed in round 1"
     )
+    # A strategy object seeded differently per rank: the picks' digests differ.
+    for results in ranks:
+        assert results["picks_differ"].startswith(
+            "ValueError: round 1: the ranks picked different samples"
+        ), results["picks_differ"]
     # Ranks called with different seeds: a ValueError on every rank, naming the setting.
     for results in ranks:
         assert results["mismatch"].startswith("ValueError: the ranks called run_experiment")
