@@ -226,6 +226,19 @@ def test_fral_run_sync_batchnorm_without_torchrun_fails_before_writing(tmp_path,
     assert not (out / "command.json").exists() and not (out / "settings.json").exists()
 
 
+@pytest.mark.parametrize("command", [["demo", "--tiny"], ["report", "nowhere"]])
+def test_other_commands_refuse_several_torchrun_ranks(command, tmp_path, monkeypatch, capsys):
+    """Only fral run shares its work across ranks; the others would race for their files."""
+    from fral.cli import main
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "demo"
+    assert main([*command, *(["--out", str(out)] if command[0] == "demo" else [])]) == 1
+    assert f"fral {command[0]} runs in one process" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_trainer_refuses_a_batch_some_rank_would_skip_with_sync_batchnorm(monkeypatch):
     """A rank with no row of a global batch would skip SyncBatchNorm's collective forward and
     leave the others waiting: refused before any step, on every rank alike."""
