@@ -11,6 +11,14 @@
   (:mod:`fral.presets`) wherever the command line does not set an option.
 - ``fral report``: the paper's Table 1 (mean ± std over seeds) and the plot, from saved runs.
 
+``torchrun --nproc_per_node=N -m fral run ...`` runs ``fral run`` on ``N`` processes (and
+across nodes): the command initialises the process group torchrun asks for (gloo on CPUs,
+NCCL with ``--device cuda``, each rank on GPU ``LOCAL_RANK``), every rank runs the loop
+sharded (:func:`fral.loop.run_experiment`), and rank 0 alone prints and writes ``--out``
+(the other ranks need no access to it). Every rank loads the data set (the first rank of each
+node first, so that a cache is decoded once per node). ``fral demo`` and ``fral report`` run
+in one process.
+
 Bad arguments print one line and exit with status 2; any failure of a command prints one
 line (``fral: error: ...``) and exits with status 1 (``fral --traceback ...`` shows the
 traceback instead). An output folder is locked while a command writes to it (a second
@@ -31,6 +39,7 @@ import argparse
 import contextlib
 import inspect
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +47,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fral import __version__
+import torch
+import torch.distributed as dist
+
+from fral import __version__, distributed
 from fral._io import (
     atomic_write,
     check_writable,
@@ -48,7 +60,14 @@ from fral._io import (
     write_json,
 )
 from fral.datasets import DATASETS, FairDataset, load_dataset, load_npz
-from fral.loop import Initialization, default_model_fn, initialize, run_experiment, strategy_for
+from fral.loop import (
+    Initialization,
+    _check_sync_batchnorm,
+    default_model_fn,
+    initialize,
+    run_experiment,
+    strategy_for,
+)
 from fral.models import MODELS
 from fral.presets import PAPER_PRESETS, PaperPreset, paper_preset
 from fral.report import (
@@ -369,6 +388,7 @@ _RESUMABLE = frozenset(
         "metric",
         "handler",
         "eval_attack",
+        "sync_batchnorm",
     }
 )
 COMMAND_FILE = "command.json"
@@ -384,8 +404,24 @@ def _output_folder(out: Path, args: argparse.Namespace) -> Iterator[Callable[[],
 
     Yields the function that records the options in ``command.json``: call it once the data
     has loaded, so that a command failing before (a malformed data file, a missing
-    ``--data-dir``) leaves no run behind and can simply be run again.
+    ``--data-dir``) leaves no run behind and can simply be run again. Under a process group
+    rank 0 alone does all this (a failure is an error on every rank).
     """
+    context = distributed.current()
+    if context is None:
+        with _own_output_folder(out, args) as record:
+            yield record
+        return
+    with contextlib.ExitStack() as stack:
+        record = distributed.on_rank(
+            context, lambda: stack.enter_context(_own_output_folder(out, args))
+        )
+        yield lambda: distributed.on_rank(context, record)
+
+
+@contextlib.contextmanager
+def _own_output_folder(out: Path, args: argparse.Namespace) -> Iterator[Callable[[], None]]:
+    """:func:`_output_folder` in this process."""
     check_writable(out, "--out")
     with folder_lock(out):
         path = out / COMMAND_FILE
@@ -441,7 +477,8 @@ def _compare(
     for seed in seeds:
         folder = out / f"seed{seed}"
         init_path = folder / "initialization.pt"
-        if args.resume and init_path.exists():
+        context = distributed.current()
+        if args.resume and distributed.on_rank(context, init_path.exists, share=True):
             initialization = Initialization.load(init_path, model_fn, args.device, dataset=dataset)
         else:
             start = time.perf_counter()
@@ -454,6 +491,7 @@ def _compare(
                 device=args.device,
                 progress=args.progress,
                 attack_steps=args.attack_steps,
+                sync_batchnorm=getattr(args, "sync_batchnorm", False),
             )
             initialization.save(init_path)
             print(
@@ -494,6 +532,7 @@ def _compare(
                     round_line(label, record, dataset.group_names), flush=True
                 ),
                 eval_attack=getattr(args, "eval_attack", "pgd"),
+                sync_batchnorm=getattr(args, "sync_batchnorm", False),
             )
             results.append(result.to_dict())
     return results
@@ -625,18 +664,43 @@ def _run(args: argparse.Namespace) -> None:
     _check_data_dir(args)
     sources = _resolve(args, paper_preset(args.dataset) if args.dataset in DATASETS else None)
     out = Path(args.out)
+    context = distributed.current()
     with _output_folder(out, args) as record:
-        dataset = _load(args)
-        if args.limit is not None:
-            dataset = dataset.subsample(train=args.limit, seed=args.split_seed)
-        dataset = _threat_model(args, dataset, sources)
-        if args.metric is None:
-            args.metric, sources["metric"] = dataset.metric, "data set"
-        _configs(args, dataset, sources)  # a bad schedule fails before anything is written
+
+        def prepare() -> FairDataset:  # once on every rank
+            dataset = _load(args)
+            if args.limit is not None:
+                dataset = dataset.subsample(train=args.limit, seed=args.split_seed)
+            dataset = _threat_model(args, dataset, sources)
+            if args.metric is None:
+                args.metric, sources["metric"] = dataset.metric, "data set"
+            _configs(args, dataset, sources)  # a bad schedule fails before anything is written
+            return dataset
+
+        dataset = _node_by_node(context, prepare)
+        if args.sync_batchnorm:  # refused before anything is written
+            _check_sync_batchnorm(context, torch.device(args.device))
         record()
-        _record_settings(out, args, dataset, sources)
+        distributed.on_rank(context, lambda: _record_settings(out, args, dataset, sources))
         results = _compare(dataset, args.strategy, args.seeds, args, out, sources)
-        _write_outputs(results, out, args.metric, args.eval_attack)
+        distributed.on_rank(
+            context, lambda: _write_outputs(results, out, args.metric, args.eval_attack)
+        )
+
+
+def _node_by_node(context: distributed.Context | None, function: Callable[[], Any]) -> Any:
+    """``function()`` on every rank: the first rank of each node (``LOCAL_RANK`` 0) first, then
+    the others, so that what it caches on a node's disk is made once; a failure on any rank is
+    an error on every rank."""
+    if context is None:
+        return function()
+    first = int(os.environ.get("LOCAL_RANK", context.rank)) == 0
+    result = None
+    for turn in (True, False):
+        with distributed.all_or_none(context):
+            if first == turn:
+                result = function()
+    return result
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -726,6 +790,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--resume", action="store_true", help="continue the runs saved in --out")
+    run.add_argument(
+        "--sync-batchnorm",
+        action="store_true",
+        help="under torchrun on GPUs: BatchNorm with the statistics of the whole global batch "
+        "(nn.SyncBatchNorm) in the loop's models",
+    )
     _add_loop_options(run)
 
     report = commands.add_parser("report", help="Table 1 and plot from saved runs")
@@ -754,17 +824,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fral`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     handlers = {"demo": _demo, "run": _run, "report": _report}
+    rank = 0
     try:
-        handlers[args.command](args)
+        with _torchrun_group(args) as rank, contextlib.ExitStack() as stack:
+            if rank:  # rank 0 alone prints
+                devnull = stack.enter_context(open(os.devnull, "w"))
+                stack.enter_context(contextlib.redirect_stdout(devnull))
+            handlers[args.command](args)
     except KeyboardInterrupt:
         print("fral: interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130
     except Exception as error:
         if args.traceback:
             raise
-        print(f"fral: error: {_one_line(error)}", file=sys.stderr)
+        # Rank 0 tells the user; another rank only of an error of its own.
+        if rank == 0 or not isinstance(error, distributed.RankFailedError):
+            where = f" (rank {rank})" if rank else ""
+            print(f"fral: error{where}: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _torchrun_group(args: argparse.Namespace) -> Iterator[int]:
+    """The process group ``torchrun`` asks for, for the command; yields this process's rank.
+
+    Launched by ``torchrun`` (``RANK`` and ``WORLD_SIZE`` set) with no group yet: ``fral run``
+    initialises it, gloo on CPUs and NCCL with ``--device cuda`` (rank on GPU ``LOCAL_RANK``),
+    and destroys it at the end. Other commands run in one process: refused with several ranks.
+    Outside torchrun nothing happens; a group already initialised is used as it is.
+    """
+    launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if not launched or not dist.is_available() or dist.is_initialized():
+        yield dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        return
+    if args.command != "run":
+        if int(os.environ["WORLD_SIZE"]) > 1:
+            raise ValueError(
+                f"fral {args.command} runs in one process: launch it without torchrun (fral run "
+                "is the command that runs under torchrun)"
+            )
+        yield 0
+        return
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if device.index is None:  # each rank on its own GPU of the node
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            args.device = str(device)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        rank = dist.get_rank()
+        if rank:
+            args.progress = False  # rank 0 alone shows progress
+        yield rank
+    finally:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,14 @@ forward pass). Ranks differ by at most one batch of work.
 
 Disabling: inside ``with fral.distributed.sharding(enabled=False):`` every rank computes
 everything itself (the one-process path), e.g. when ranks hold different pools.
+
+One rank's work, every rank's outcome
+-------------------------------------
+:func:`on_rank` runs a step on one rank only (rank 0 writing a run folder, asking the oracle)
+and tells every rank how it went; :func:`all_or_none` runs a step on every rank and raises on
+every rank when it failed on any. Either way a failure on one rank is an error on all of them,
+never a rank left waiting forever in the next collective: the ranks that did not fail raise a
+:class:`RankFailedError` naming the rank that did and its error.
 """
 
 from __future__ import annotations
@@ -43,12 +51,16 @@ import torch.distributed as dist
 
 __all__ = [
     "Context",
+    "RankFailedError",
     "advance_attack_stream",
+    "all_or_none",
     "batch_shard",
+    "broadcast_object",
     "communication_seconds",
     "current",
     "global_argmax",
     "map_batches",
+    "on_rank",
     "sharding",
     "split_waiting",
 ]
@@ -424,3 +436,102 @@ def global_argmax(
             best_rank = rank
     best = pairs[best_rank]
     return int(best[1]), best_rank, None if row_of is None else best[2:]
+
+
+class RankFailedError(RuntimeError):
+    """Raised on the ranks that did not fail when a step failed on another rank.
+
+    The rank that failed raises its own error; the others raise this one, naming that rank
+    and its error, so that every rank stops instead of waiting in the next collective.
+    """
+
+
+def _failure(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def broadcast_object(context: Context | None, value: Any, source: int = 0) -> Any:
+    """Rank ``source``'s ``value`` (any picklable object) on every rank.
+
+    Without a process group (``context`` is ``None``) this is ``value`` itself. The other
+    ranks' ``value`` is ignored (pass ``None``).
+    """
+    if context is None:
+        return value
+    box = [value if context.rank == source else None]
+    with _timed(context.group):
+        dist.broadcast_object_list(
+            box, context._global_rank(source), group=context.group, device=context.device
+        )
+    return box[0]
+
+
+def on_rank(
+    context: Context | None,
+    function: Callable[[], Any],
+    source: int = 0,
+    *,
+    share: bool = False,
+) -> Any:
+    """``function()`` on rank ``source`` only, its failure an error on every rank.
+
+    Parameters
+    ----------
+    context : Context or None
+        ``None`` (no process group): ``function()`` is simply called.
+    function : callable
+        Called with no argument, on rank ``source`` only (e.g. writing a file it owns).
+    source : int, default 0
+    share : bool, default False
+        Also send its (picklable) result to every rank.
+
+    Returns
+    -------
+    The result on rank ``source``; with ``share``, on every rank; else ``None`` elsewhere.
+
+    Raises
+    ------
+    Exception
+        On rank ``source``, whatever ``function`` raised; on every other rank, a
+        :class:`RankFailedError` naming it (one broadcast tells every rank).
+    """
+    if context is None:
+        return function()
+    result, error = None, None
+    if context.rank == source:
+        try:
+            result = function()
+        except Exception as caught:
+            error = caught
+    outcome = (None if error is None else _failure(error), result if share else None)
+    failure, shared = broadcast_object(context, outcome, source)
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise RankFailedError(f"rank {source} of the process group failed: {failure}")
+    return result if context.rank == source else shared
+
+
+@contextlib.contextmanager
+def all_or_none(context: Context | None) -> Iterator[None]:
+    """Run the block on every rank; if it raised on any rank, raise on every rank.
+
+    One all-gather of each rank's outcome after the block. A rank whose block raised
+    re-raises its own error; the others raise a :class:`RankFailedError` naming the first
+    rank that failed. Without a process group (``None``) the block runs as it is.
+    """
+    if context is None:
+        yield
+        return
+    error = None
+    try:
+        yield
+    except Exception as caught:
+        error = caught
+    failures = context.all_gather_object(None if error is None else _failure(error))
+    if error is not None:
+        raise error
+    failed = [(rank, failure) for rank, failure in enumerate(failures) if failure is not None]
+    if failed:
+        rank, failure = failed[0]
+        raise RankFailedError(f"rank {rank} of the process group failed: {failure}")

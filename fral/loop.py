@@ -19,16 +19,21 @@ picks and each answer of the oracle are written as soon as they exist. ``resume=
 continues a killed run and ends with the labelled set, metrics and ``history.json`` of the
 uninterrupted run. A run is tied to its data by content (a SHA-256 fingerprint of every
 split), not by the data set's name.
+
+Under ``torchrun`` (a process group of several ranks) every rank runs the loop, sharded and
+data-parallel; rank 0 alone owns the run folder and the oracle (see :func:`run_experiment`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import inspect
 import math
 import numbers
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +61,7 @@ from fral.run_folder import (
     CHECKPOINT_VERSION,
     _check_same,
     _Checkpoint,
+    _differences,
     _json_ready,
     data_fingerprint,
     model_signature,
@@ -120,6 +126,15 @@ def default_model_fn(
     raise ValueError(f"unknown model {name!r}; choose from smallcnn, mobilenetv2, resnet18, mlp")
 
 
+def _synchronised(build: Callable[[], nn.Module], group: Any) -> Callable[[], nn.Module]:
+    """``build`` whose BatchNorm layers become ``nn.SyncBatchNorm`` over ``group``."""
+
+    def build_synchronised() -> nn.Module:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(build(), group)
+
+    return build_synchronised
+
+
 def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
     """``build()`` with torch's global RNG seeded, leaving the caller's RNG stream alone."""
     with torch.random.fork_rng(devices=[]):
@@ -156,18 +171,20 @@ class Initialization:
 
     def save(self, path: str | Path) -> None:
         """Write it atomically, with a checksum, to share round 0 across processes or resume
-        a comparison."""
-        write_torch(
-            path,
-            {
-                "version": CHECKPOINT_VERSION,
-                "model": self.model.state_dict(),
-                "trainer": self.trainer.state_dict(),
-                "labeled": self.labeled,
-                "record": self.record,
-                "settings": self.settings,
-            },
-        )
+        a comparison.
+
+        Under a process group of several ranks (:mod:`fral.distributed`) rank 0 writes it
+        and the other ranks write nothing; a failure to write is an error on every rank.
+        """
+        state = {
+            "version": CHECKPOINT_VERSION,
+            "model": self.model.state_dict(),
+            "trainer": self.trainer.state_dict(),
+            "labeled": self.labeled,
+            "record": self.record,
+            "settings": self.settings,
+        }
+        distributed.on_rank(distributed.current(), lambda: write_torch(path, state))
 
     @classmethod
     def load(
@@ -195,10 +212,21 @@ class Initialization:
             The file is missing, truncated or corrupted (its checksum does not match).
         ValueError
             The file was made for another model or other data.
+
+        Notes
+        -----
+        Under a process group of several ranks (:mod:`fral.distributed`) rank 0 alone reads
+        the file and sends its content to the other ranks (which need no access to it); every
+        rank must call this.
         """
-        state = read_torch(path, map_location="cpu")
-        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(f"{path} is not an initialization of this fral version")
+
+        def read() -> dict[str, Any]:
+            state = read_torch(path, map_location="cpu")
+            if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+                raise CheckpointError(f"{path} is not an initialization of this fral version")
+            return state
+
+        state = distributed.on_rank(distributed.current(), read, share=True)
         settings = state["settings"]
         model = check_module(model_fn(), "model_fn()")
         current = {"model_signature": model_signature(model)}
@@ -325,18 +353,30 @@ def initialize(
     device: torch.device | str = "cpu",
     attack_steps: int = 5,
     progress: bool | None = None,
+    sync_batchnorm: bool = False,
 ) -> Initialization:
     """Algorithm 1, line 3: label ``initial_fraction`` of the training split uniformly at
     random and adversarially train ``M_R`` on it; evaluate on the test split (round 0).
 
     The result's ``settings`` carry the data's fingerprint and the model's signature, so that
-    :func:`run_experiment` refuses it for other data or another model."""
+    :func:`run_experiment` refuses it for other data or another model. Under a process group
+    of several ranks every rank calls it (the training is data-parallel, the evaluation
+    sharded; rank 0 alone shows progress); ``sync_batchnorm`` is
+    :func:`run_experiment`'s, for the model ``model_fn`` builds here."""
     if not isinstance(dataset, FairDataset):
         raise TypeError(f"dataset must be a FairDataset, got {type(dataset).__name__}")
     initial_fraction = _check_fraction("initial_fraction", initial_fraction, upper_closed=False)
     seed = check_int(seed, "seed", -(2**63))
     attack_steps = check_int(attack_steps, "attack_steps", 1)
     model_fn = model_fn or default_model_fn(dataset)
+    if not isinstance(sync_batchnorm, bool):
+        raise TypeError(f"sync_batchnorm must be True or False, got {sync_batchnorm!r}")
+    context = distributed.current()
+    if context is not None and context.rank != 0:
+        progress = False  # rank 0 alone shows progress
+    if sync_batchnorm:
+        _check_sync_batchnorm(context, torch.device(device))
+        model_fn = _synchronised(model_fn, None if context is None else context.group)
     train = _train_config(dataset, train)
     labeled, _ = initial_split(
         len(dataset.train), initial_fraction, generator=torch.Generator().manual_seed(seed)
@@ -524,6 +564,7 @@ def run_experiment(
     progress: bool | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
     eval_attack: str = "pgd",
+    sync_batchnorm: bool = False,
 ) -> ExperimentResult:
     """Run Algorithm 1 (FRAL) with ``strategy`` on ``dataset``.
 
@@ -562,10 +603,11 @@ def run_experiment(
     checkpoint_dir : str or Path, optional
         Where the run is saved: ``settings.json`` (written once, with the data's
         :func:`data_fingerprint` and the model's :func:`model_signature`); after every round
-        ``state-<round>.pt`` (labelled set, models, optimisers, strategy and generator states)
-        and ``history.json`` (the records, naming that state file and its checksum: the commit
-        point); during a round ``open_round.json`` (its picks and each oracle answer so far)
-        and ``open_round.pt`` (``M_S`` and the strategy right after selecting). Every file is
+        ``state-<round>.pt`` (labelled set, models, optimisers, strategy and generator
+        states, and the world size) and ``history.json`` (the records, naming that state file
+        and its checksum: the commit point; ``notes`` where a resume changed the world size);
+        during a round ``open_round.json`` (its picks and each oracle answer so far) and
+        ``open_round.pt`` (``M_S`` and the strategy right after selecting). Every file is
         written atomically and carries a SHA-256; a truncated or corrupted one is a
         :class:`fral._io.CheckpointError` naming it. The folder is locked while the run
         writes (a second run on it fails at once with :class:`fral._io.FolderLockedError`),
@@ -609,7 +651,9 @@ def run_experiment(
         asked; ``None`` in a terminal only, quiet in logs and notebooks (or as the
         environment variable ``FRAL_PROGRESS`` says; see :func:`fral.show_progress`).
     on_round : callable, optional
-        Called with each round's record after it is saved.
+        Called with each round's record after it is saved. Under a process group it is
+        called on every rank, with the same record (check ``torch.distributed.get_rank()``
+        to act on one rank only); if it raises on any rank, every rank raises.
     eval_attack : {"pgd", "autoattack"}, default "pgd"
         The final round's evaluation: ``"autoattack"`` adds ``test_autoattack`` to its
         record, the test figures under :class:`fral.AutoAttack` (torchattacks' standard
@@ -622,6 +666,14 @@ def run_experiment(
         (:meth:`fral.Evaluation.bootstrap`, 1000 resamples of the predictions, seeded).
         Not a setting of the run: it may change on ``resume`` (it applies to the final
         round evaluated after that).
+    sync_batchnorm : bool, default False
+        Under a process group of several ranks on GPUs: convert the loop's own models (those
+        ``model_fn`` builds, and its copy of ``initialization``'s model; never a model you
+        hand in) with ``nn.SyncBatchNorm.convert_sync_batchnorm``, so that BatchNorm
+        normalises each training batch with the statistics of the whole global batch, as
+        one process does. Refused (``ValueError``) without such a process group and on the
+        CPU (torch's ``SyncBatchNorm`` runs on GPUs only). Like ``device``, not a setting of
+        the run.
 
     Returns
     -------
@@ -638,6 +690,25 @@ def run_experiment(
         Another run holds ``checkpoint_dir``.
     fral._io.CheckpointError
         A file of the run folder is missing, truncated or corrupted.
+    fral.distributed.RankFailedError
+        Under a process group: a step failed on another rank (that rank raises the error).
+
+    Notes
+    -----
+    Under ``torchrun`` (a process group of several ranks; :mod:`fral.distributed`) every
+    rank calls ``run_experiment`` with the same arguments and runs the loop: selection,
+    training (data-parallel) and evaluation are sharded across the ranks. Rank 0 alone owns
+    the run folder (it alone reads and writes ``checkpoint_dir``; the other ranks ignore
+    theirs) and the oracle (called on rank 0 only; its labels are sent to every rank).
+    Each round the ranks check that they picked the same samples (a ``ValueError`` on every
+    rank if not), and every rank returns the same history (rank 0's records, timings
+    included). A failure on one rank (the oracle raising, a folder that cannot be written)
+    is an error on every rank. Each state file records the world size; ``resume=True`` with
+    another world size continues the run but warns (the data-parallel training then differs
+    in float rounding from an uninterrupted run) and notes it in ``history.json``
+    (``notes``). Rank 0's saved state is what every rank restores. The oracle's labels reach
+    the other ranks in one collective after its last answer: with an oracle that takes long
+    (a person), give ``torch.distributed.init_process_group`` a ``timeout`` that covers it.
     """
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, seed=seed)
@@ -662,14 +733,11 @@ def run_experiment(
         )
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir of the run to continue")
-    if distributed.current() is not None:
-        # Every rank would write the run folder and ask the oracle: refuse rather than race.
-        raise ValueError(
-            "run_experiment does not run under torchrun (a process group of several ranks) "
-            "yet: run it in one process, or call it inside "
-            "fral.distributed.sharding(enabled=False) on one rank; the strategies, evaluate "
-            "and Trainer do run sharded (docs/distributed.md)"
-        )
+    if not isinstance(sync_batchnorm, bool):
+        raise TypeError(f"sync_batchnorm must be True or False, got {sync_batchnorm!r}")
+    context = distributed.current()
+    if context is not None and context.rank != 0:
+        progress = False  # rank 0 alone shows progress
     if eval_attack not in EVAL_ATTACKS:
         raise ValueError(f"eval_attack must be one of {EVAL_ATTACKS}, got {eval_attack!r}")
     if eval_attack == "autoattack":  # refuse unbounded data or a missing torchattacks now
@@ -712,6 +780,8 @@ def run_experiment(
         raise ValueError(
             f"device must name a torch device ('cpu', 'cuda'...), got {device!r}"
         ) from None
+    if sync_batchnorm:
+        _check_sync_batchnorm(context, device)
     signature = model_signature(_seeded(seed, model_fn))
     settings = {
         "version": CHECKPOINT_VERSION,
@@ -747,11 +817,49 @@ def run_experiment(
         progress=progress,
         on_round=on_round,
         eval_attack=eval_attack,
+        context=context,
+        sync_batchnorm=sync_batchnorm,
     )
-    with run.checkpoint.opened(settings, resume):
+    with run.opened(resume):
         if not (resume and run.restore()):
             run.start(initialization, initial_fraction)
         return run.finish()
+
+
+def _check_sync_batchnorm(context: distributed.Context | None, device: torch.device) -> None:
+    """Refuse ``sync_batchnorm=True`` where there is nothing to synchronise or no GPU."""
+    if context is None:
+        raise ValueError(
+            "sync_batchnorm=True needs a process group of several ranks (torchrun, or "
+            "torch.distributed.init_process_group): in one process BatchNorm already sees "
+            "the whole batch; drop sync_batchnorm"
+        )
+    if device.type != "cuda":
+        raise ValueError(
+            f"sync_batchnorm=True needs device='cuda', got {str(device)!r}: torch's "
+            "nn.SyncBatchNorm runs on GPUs only (it refuses CPU inputs in training); on CPUs "
+            "drop sync_batchnorm (BatchNorm then normalises each rank's part of the batch)"
+        )
+
+
+def _picks_digest(picks: torch.Tensor) -> str:
+    return hashlib.sha256(picks.to("cpu", torch.int64).numpy().tobytes()).hexdigest()[:16]
+
+
+def _check_same_picks(
+    context: distributed.Context | None, picks: torch.Tensor, number: int
+) -> None:
+    """A ``ValueError`` on every rank unless every rank picked the same samples."""
+    if context is None:
+        return
+    digests = context.all_gather_object(_picks_digest(picks))
+    if any(digest != digests[0] for digest in digests):
+        raise ValueError(
+            f"round {number}: the ranks picked different samples (digests of the picks by "
+            f"rank: {digests}); every rank must run the same strategy, seed, data and "
+            "models: build them identically on every rank (a strategy drawing from an "
+            "unseeded generator gives each rank its own draws)"
+        )
 
 
 class _Run:
@@ -774,9 +882,19 @@ class _Run:
         progress: bool | None,
         on_round: Callable[[dict[str, Any]], None] | None,
         eval_attack: str = "pgd",
+        context: distributed.Context | None = None,
+        sync_batchnorm: bool = False,
     ) -> None:
         self.strategy, self.dataset, self.settings = strategy, dataset, settings
         self.name = str(settings["strategy"])
+        # Under a process group rank 0 alone owns the run folder; the others never touch it.
+        self.context = context
+        self.world_size = 1 if context is None else context.world_size
+        if context is not None and context.rank != 0:
+            checkpoint = _Checkpoint(None)
+        self.sync_batchnorm = sync_batchnorm
+        if sync_batchnorm:
+            model_fn = _synchronised(model_fn, None if context is None else context.group)
         self.model_fn, self.train, self.finetune = model_fn, train, finetune
         self.standard = standard
         epochs = int(settings["standard_finetune_epochs"])
@@ -798,6 +916,31 @@ class _Run:
         self.history: list[dict[str, Any]] = []
 
     # -- state -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def opened(self, resume: bool) -> Any:
+        """The run folder checked, locked and tidied (on rank 0) for the block; under a
+        process group, first a check that every rank runs with rank 0's settings."""
+        if self.context is not None:
+            # A strategy object's repr may hold its address, which differs between processes.
+            mine = {k: v for k, v in self.settings.items() if k != "strategy_repr"}
+            first = distributed.broadcast_object(self.context, mine)
+            differences = self.context.all_gather_object(
+                _differences(_json_ready(first), _json_ready(mine))
+            )
+            ranks = [rank for rank, differ in enumerate(differences) if differ]
+            if ranks:  # the same error on every rank
+                raise ValueError(
+                    f"the ranks called run_experiment with other settings than rank 0: ranks "
+                    f"{ranks} differ in {'; '.join(differences[ranks[0]])} (rank {ranks[0]}); "
+                    "every rank must make the same call, with the same data and seed"
+                )
+        with contextlib.ExitStack() as stack:
+            distributed.on_rank(
+                self.context,
+                lambda: stack.enter_context(self.checkpoint.opened(self.settings, resume)),
+            )
+            yield
+
     def start(self, initialization: Initialization | None, initial_fraction: float) -> None:
         if initialization is None:
             initialization = initialize(
@@ -822,12 +965,18 @@ class _Run:
             "the initialization", {k: initialization.settings.get(k) for k in expected}, expected
         )
         self.model_r = copy.deepcopy(initialization.model).to(self.device)
+        if self.sync_batchnorm:  # the loop's own copy; the caller's model stays as it was
+            self.model_r = nn.SyncBatchNorm.convert_sync_batchnorm(
+                self.model_r, None if self.context is None else self.context.group
+            )
         # The generator's seed is irrelevant: the state loaded next replaces it.
         self.trainer_r = Trainer(self.model_r, self.train, random_state=0, progress=self.progress)
         self.trainer_r.load_state_dict(initialization.trainer.state_dict())
         self.labeled = initialization.labeled.clone()
         self.labels = self.dataset.train.y[self.labeled].clone()
-        self.history = [_json_ready(initialization.record)]
+        # Rank 0's record (its timings) on every rank: the ranks return the same history.
+        record = distributed.broadcast_object(self.context, _json_ready(initialization.record))
+        self.history = [record]
         if int(self.settings["rounds"]) == 0:  # round 0 is the final one
             self.history[0] = _json_ready({**self.history[0], **self.evaluation(0, final=True)})
         self.save_round()
@@ -855,6 +1004,7 @@ class _Run:
         return {
             "version": CHECKPOINT_VERSION,
             "round": len(self.history) - 1,
+            "world_size": self.world_size,
             "labeled": self.labeled,
             "labels": self.labels,
             "model_r": self.model_r.state_dict(),
@@ -863,19 +1013,49 @@ class _Run:
         }
 
     def save_round(self) -> None:
-        self.checkpoint.commit(len(self.history) - 1, self.state(), self.settings, self.history)
+        state = self.state()
+        distributed.on_rank(
+            self.context,
+            lambda: self.checkpoint.commit(
+                len(self.history) - 1, state, self.settings, self.history
+            ),
+        )
 
     def restore(self) -> bool:
-        committed = self.checkpoint.committed()
-        if committed is None:
+        """Continue from the committed round, as rank 0 reads it (every rank gets its state)."""
+
+        def read() -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+            committed = self.checkpoint.committed()
+            if committed is None:
+                return None
+            state = self.checkpoint.load_state(committed)
+            history = committed["history"]
+            if state.get("round") != len(history) - 1:
+                raise CheckpointError(
+                    f"{self.checkpoint.path(committed['state']['file'])} holds round "
+                    f"{state.get('round')} but history.json ends at round {len(history) - 1}"
+                )
+            return history, state
+
+        found = distributed.on_rank(self.context, read, share=True)
+        if found is None:
             return False
-        state = self.checkpoint.load_state(committed)
-        history = committed["history"]
-        if state.get("round") != len(history) - 1:
-            raise CheckpointError(
-                f"{self.checkpoint.path(committed['state']['file'])} holds round "
-                f"{state.get('round')} but history.json ends at round {len(history) - 1}"
+        history, state = found
+        saved = int(state.get("world_size", 1))  # older folders: one process
+        if saved != self.world_size:
+            note = (
+                f"round {len(history)} on: resumed at world size {self.world_size} from a run "
+                f"saved at world size {saved}; the data-parallel training may differ in float "
+                "rounding from an uninterrupted run"
             )
+            self.checkpoint.notes.append(note)
+            if self.context is None or self.context.rank == 0:
+                warnings.warn(
+                    f"resuming the run in {self.checkpoint.folder} with world size "
+                    f"{self.world_size}; it was saved at world size {saved}: the results may "
+                    "differ in float rounding from an uninterrupted run (noted in history.json)",
+                    stacklevel=3,
+                )
         self.model_r = _seeded(self.seed, self.model_fn).to(self.device)
         self.model_r.load_state_dict(state["model_r"])
         self.trainer_r = Trainer(self.model_r, self.train, random_state=0, progress=self.progress)
@@ -899,7 +1079,8 @@ class _Run:
         for number in bar:
             record = self.round(number)
             if self.on_round is not None:
-                self.on_round(record)
+                with distributed.all_or_none(self.context):
+                    self.on_round(record)
         return ExperimentResult(
             strategy=self.name,
             history=self.history,
@@ -910,7 +1091,9 @@ class _Run:
         )
 
     def round(self, number: int) -> dict[str, Any]:
-        opened = self.checkpoint.open_round(number)
+        opened = distributed.on_rank(
+            self.context, lambda: self.checkpoint.open_round(number), share=True
+        )
         record: dict[str, Any] = {"round": number}
         if opened is not None:
             # Selected before the interruption: keep those picks and the answers given, and
@@ -921,14 +1104,22 @@ class _Run:
             record.update(open_round["record"])
         else:
             picks = self.select(record)
+            _check_same_picks(self.context, picks, number)
             open_round = {
                 "round": number,
                 "picks": picks.tolist(),
                 "labels": [],
                 "record": _json_ready(record),
             }
-            self.checkpoint.save_open_round(open_round, self.selection_state())
-        labels = self.ask_oracle(picks, open_round)
+            selection_state = self.selection_state()
+            distributed.on_rank(
+                self.context,
+                lambda: self.checkpoint.save_open_round(open_round, selection_state),
+            )
+        # Rank 0 asks the oracle; every rank gets its labels (or its failure).
+        labels = distributed.on_rank(
+            self.context, lambda: self.ask_oracle(picks, open_round), share=True
+        )
         self.labeled = torch.cat([self.labeled, picks])
         self.labels = torch.cat([self.labels, labels])
         start = time.perf_counter()
@@ -937,7 +1128,8 @@ class _Run:
         record["labeled"] = int(self.labeled.numel())
         record.update(_describe_picks(picks, labels, self.dataset))
         record.update(self.evaluation(number, final=number == int(self.settings["rounds"])))
-        record = _json_ready(record)
+        # Rank 0's record (its timings) on every rank: the ranks return the same history.
+        record = distributed.broadcast_object(self.context, _json_ready(record))
         self.history.append(record)
         self.save_round()
         return record
@@ -1015,6 +1207,7 @@ class _Run:
         return picks
 
     def train_standard(self, number: int) -> nn.Module:
+        """``M_S`` for round ``number``: trained from scratch, or its fine-tuning continued."""
         scratch = self.settings["standard_mode"] == "scratch" or self.model_s is None
         if scratch:
             self.model_s = _seeded(self.seed + 1000 + number, self.model_fn).to(self.device)

@@ -148,12 +148,16 @@ class _Checkpoint:
     removed after the commit; leftovers of a killed process are removed when the run is
     resumed. During a round, ``open_round.pt`` (``M_S`` and the strategy right after
     selecting) is written before ``open_round.json`` (the picks, every oracle answer so far
-    and ``open_round.pt``'s SHA-256).
+    and ``open_round.pt``'s SHA-256). Under a process group of several ranks only rank 0's
+    has a folder: the loop reads and writes on rank 0 and sends what it read to the others.
     """
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self.state_file: str | None = None  # the committed state file, once known
+        #: What a reader of the folder should know about how it was made (e.g. a resume at
+        #: another world size); kept in ``history.json`` as ``notes`` once there is one.
+        self.notes: list[str] = []
 
     def path(self, name: str) -> Path:
         assert self.folder is not None
@@ -231,6 +235,8 @@ class _Checkpoint:
             "history": history,
             "state": {"file": name, "sha256": digest},
         }
+        if self.notes:
+            record["notes"] = list(self.notes)
         write_json(self.path("history.json"), record, checksum=True)
         self.path("open_round.json").unlink(missing_ok=True)
         self.path("open_round.pt").unlink(missing_ok=True)
@@ -241,6 +247,7 @@ class _Checkpoint:
     def load_state(self, committed: dict[str, Any]) -> dict[str, Any]:
         entry = committed["state"]
         self.state_file = entry["file"]
+        self.notes = list(committed.get("notes", []))
         return read_torch(self.path(entry["file"]), sha256=entry["sha256"], map_location="cpu")
 
     def open_round(self, number: int) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -988,6 +988,20 @@ class Trainer:
         warmup = round(config.warmup_epochs * batches_per_epoch)
         history = []
         context = current()
+        if (context is not None and config.epochs) and any(
+            isinstance(module, nn.SyncBatchNorm) for module in self.model.modules()
+        ):
+            # SyncBatchNorm's forward is a collective: a rank with no rows of a global batch
+            # would skip it and leave the others waiting. Every rank sees the same sizes.
+            smallest = min(config.batch_size, epoch_size % config.batch_size or epoch_size)
+            if smallest < context.world_size:
+                raise ValueError(
+                    f"the model holds SyncBatchNorm, whose forward pass every one of the "
+                    f"{context.world_size} ranks must run, but a global batch of this fit "
+                    f"has {smallest} rows (batch_size {config.batch_size}, {epoch_size} "
+                    "samples per epoch): use batch_size and a labelled set of at least the "
+                    "world size, with no last batch smaller than it"
+                )
         # Dropout draws from the global RNG: fork it so training is reproducible from our seed
         # and the caller's global RNG stream is left as it was.
         devices = [device] if device.type == "cuda" else []

@@ -176,13 +176,3 @@ def test_picks_evaluation_and_training_match_one_process_at_world_sizes_2_and_3(
                         and torch.equal(results[key].isnan(), expected.isnan())
                         and torch.equal(results[key].nan_to_num(), expected.nan_to_num())
                     ), f"world size {world_size}, rank {rank}: {key} differs"
-
-
-def test_run_experiment_refuses_a_process_group_of_several_ranks(monkeypatch):
-    """Every rank would write the run folder and ask the oracle: a clear error instead."""
-    from fral.loop import run_experiment
-
-    fake = distributed.Context(None, 0, 2, torch.device("cpu"))
-    monkeypatch.setattr(distributed, "current", lambda process_group=None: fake)
-    with pytest.raises(ValueError, match="does not run under torchrun"):
-        run_experiment("RAND", "digits_domains", rounds=1)
