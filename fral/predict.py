@@ -66,8 +66,48 @@ def _raw_batches(
         yield data[chunk].to(device, non_blocking=True)
 
 
-def _concat(chunks: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+def row_count(data: Data, indices: torch.Tensor | None = None) -> int:
+    """How many rows :func:`iter_inputs` yields for ``data`` (and ``indices``); 0 for
+    arguments it refuses (it raises the error that names them)."""
+    if indices is not None:
+        if isinstance(indices, torch.Tensor):
+            return int(indices.numel())
+        return len(indices) if hasattr(indices, "__len__") else 0
+    if isinstance(data, Pool):
+        return len(data)
+    return int(data.shape[0]) if isinstance(data, torch.Tensor) and data.dim() else 0
+
+
+class RowWriter:
+    """Per-batch outputs written into one output tensor allocated at the first batch.
+
+    Collecting the batches in a list and concatenating them at the end holds the output twice
+    at the peak (the pieces and the joined copy) and leaves the freed pieces to the
+    allocator's heap; filling one ``(rows, ...)`` tensor holds it once.
+    """
+
+    def __init__(self, rows: int) -> None:
+        self.rows, self.filled = rows, 0
+        self.out: torch.Tensor | None = None
+
+    def add(self, chunk: torch.Tensor) -> None:
+        """Write ``chunk`` (``(b, ...)``) after the rows written so far."""
+        if self.out is None:
+            self.out = chunk.new_empty((self.rows, *chunk.shape[1:]))
+        stop = self.filled + chunk.shape[0]
+        if stop > self.rows or chunk.shape[1:] != self.out.shape[1:]:
+            raise ValueError(
+                f"a batch of shape {tuple(chunk.shape)} does not fit the output of shape "
+                f"{tuple(self.out.shape)} after {self.filled} rows"
+            )
+        self.out[self.filled : stop] = chunk
+        self.filled = stop
+
+    def result(self) -> torch.Tensor:
+        """The ``(rows, ...)`` output, every row written."""
+        if self.out is None or self.filled != self.rows:
+            raise RuntimeError(f"{self.filled} of {self.rows} rows were written")
+        return self.out
 
 
 def _run(
@@ -77,11 +117,11 @@ def _run(
     amp: bool | torch.dtype,
     indices: torch.Tensor | None,
 ) -> torch.Tensor:
-    chunks = []
+    out = RowWriter(row_count(data, indices))
     with torch.inference_mode(), autocast(view.device, amp):
         for batch in iter_inputs(data, batch_size, view.device, indices):
-            chunks.append(view(batch).float())
-    return _concat(chunks)
+            out.add(view(batch).float())
+    return out.result()
 
 
 def logits(
@@ -256,7 +296,8 @@ def embeddings_with_hook(
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         captured.append(inputs[0].flatten(1).float())
 
-    embedded, outputs = [], []
+    rows = row_count(data, indices)
+    embedded, outputs = RowWriter(rows), RowWriter(rows)
     handle = target.register_forward_pre_hook(hook)
     try:
         with torch.inference_mode(), autocast(view.device, amp):
@@ -267,14 +308,14 @@ def embeddings_with_hook(
                         f"the embedding layer ran {len(captured)} times in one forward pass; "
                         "pass layer= a layer that runs once, or features="
                     )
-                embedded.append(captured.pop())
+                embedded.add(captured.pop())
                 if return_logits:
-                    outputs.append(out.float())
+                    outputs.add(out.float())
     finally:
         handle.remove()
     if return_logits:
-        return _concat(embedded), _concat(outputs)
-    return _concat(embedded)
+        return embedded.result(), outputs.result()
+    return embedded.result()
 
 
 def _embeddings_from_callable(
@@ -287,7 +328,8 @@ def _embeddings_from_callable(
     amp: bool | torch.dtype,
     return_logits: bool,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    embedded, outputs = [], []
+    rows = row_count(data, indices)
+    embedded, outputs = RowWriter(rows), RowWriter(rows)
     with (
         evaluation_view(model, optimize=False, device=device) as view,
         torch.inference_mode(),
@@ -297,9 +339,9 @@ def _embeddings_from_callable(
             emb = features(view.module, batch)
             if not isinstance(emb, torch.Tensor) or emb.shape[0] != batch.shape[0]:
                 raise ValueError("features(model, x) must return a tensor of shape (b, d)")
-            embedded.append(emb.flatten(1).float())
+            embedded.add(emb.flatten(1).float())
             if return_logits:
-                outputs.append(view(batch).float())
+                outputs.add(view(batch).float())
     if return_logits:
-        return _concat(embedded), _concat(outputs)
-    return _concat(embedded)
+        return embedded.result(), outputs.result()
+    return embedded.result()

@@ -17,7 +17,7 @@ from torch import nn
 from fral._modules import autocast, check_module, evaluation_view, model_device
 from fral.attacks import as_attack, run_attack
 from fral.distributed import advance_attack_stream, map_batches
-from fral.predict import Data, iter_inputs, logits
+from fral.predict import Data, RowWriter, iter_inputs, logits, row_count
 from fral.scores import entropy, kl_from_logits
 
 __all__ = [
@@ -106,7 +106,7 @@ def inconsistency_scores(
                 f"model_r is on {model_device(model_r)} but model_s is on {model_device(model_s)}"
             )
     attack = as_attack(attack) if "robust" in components else None
-    out: dict[str, list[torch.Tensor]] = {name: [] for name in components}
+    out = {name: RowWriter(row_count(data, indices)) for name in components}
     with contextlib.ExitStack() as stack:
         view_r = stack.enter_context(evaluation_view(model_r, optimize=optimize))
         view_s = None
@@ -120,15 +120,15 @@ def inconsistency_scores(
                 clean_r = view_r(x)
                 clean_s = view_s(x) if view_s is not None else None
             if clean_s is not None:
-                out["standard"].append(kl_from_logits(clean_s.float(), clean_r.float()))
+                out["standard"].add(kl_from_logits(clean_s.float(), clean_r.float()))
             if attack is not None:
                 x_adv = run_attack(
                     attack, model_r, view_r, x, clean_logits=clean_r, generator=generator
                 )
                 with torch.no_grad(), autocast(device, amp):
                     adv_r = view_r(x_adv)
-                out["robust"].append(kl_from_logits(clean_r.float(), adv_r.float()))
-    return {name: torch.cat(chunks) for name, chunks in out.items()}
+                out["robust"].add(kl_from_logits(clean_r.float(), adv_r.float()))
+    return {name: rows.result() for name, rows in out.items()}
 
 
 def standard_inconsistency_scores(

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from fral.pool import Pool
-from fral.predict import embeddings, logits, probabilities
+from fral.predict import RowWriter, embeddings, logits, probabilities, row_count
 from tests.utils import assert_unchanged, make_net, snapshot
 
 
@@ -109,3 +109,37 @@ def test_bad_data() -> None:
         logits(net, torch.zeros(0, 1, 8, 8))
     with pytest.raises(ValueError, match="batch_size"):
         logits(net, torch.rand(2, 1, 8, 8), batch_size=0)
+
+
+def test_row_writer_fills_one_output_in_order() -> None:
+    """Batch outputs go into one tensor allocated at the first batch (no list + cat)."""
+    writer = RowWriter(5)
+    first, second = torch.arange(6.0).view(3, 2), torch.arange(6.0, 10.0).view(2, 2)
+    writer.add(first)
+    out = writer.out
+    writer.add(second)
+    assert writer.result() is out  # written in place, never re-allocated
+    assert torch.equal(out, torch.arange(10.0).view(5, 2))
+    with pytest.raises(ValueError, match="does not fit"):
+        writer.add(first)
+    with pytest.raises(RuntimeError, match="2 of 3 rows"):
+        partial = RowWriter(3)
+        partial.add(second)
+        partial.result()
+    assert row_count(torch.zeros(7, 3)) == 7
+    assert row_count(torch.zeros(7, 3), torch.tensor([1, 2])) == 2
+
+
+def test_logits_and_embeddings_fill_one_output() -> None:
+    """logits and embeddings return the rows of every batch, in order, as one tensor."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    x = torch.randn(11, 4)
+    with torch.no_grad():
+        expected = model(x)
+        hidden = model[1](model[0](x))
+    assert torch.allclose(logits(model, x, batch_size=4), expected, atol=1e-6)
+    emb, out = embeddings(model, x, batch_size=4, return_logits=True)
+    assert torch.allclose(emb, hidden, atol=1e-6) and torch.allclose(out, expected, atol=1e-6)
+    picked = torch.tensor([10, 0, 5])
+    assert torch.allclose(logits(model, x, indices=picked, batch_size=2), expected[picked])
