@@ -43,6 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import write_results
 from bench_memory import MIB, PeakSampler, status_kib, write_images
 from torch import nn
 
@@ -157,17 +158,37 @@ def main() -> None:
                 ]
     header = f"{'strategy':8} {'W':>2} {'rank':>4} {'wall s':>8} {'comm s':>8} {'comm %':>7}"
     print(f"{header} {'wait s':>8} {'MiB':>8}")
+    rows, failed = [], False
     for (name, world_size), ranks in results.items():
         reference = results[name, args.world_sizes[0]][0]["picks"]
         for rank, row in enumerate(ranks):
             share = 100 * row["comm"] / row["wall"]
+            same = row["picks"] == reference
+            failed |= not same
             print(
                 f"{name:8} {world_size:>2} {rank:>4} {row['wall']:>8.2f} {row['comm']:>8.3f} "
                 f"{share:>6.1f}% {row['waiting']:>8.3f} {row['memory_mib']:>8.1f}"
             )
-            if row["picks"] != reference:
+            if not same:
                 print(f"  FAIL: {name} picks at world size {world_size} differ from one process")
+            rows.append(
+                {
+                    "strategy": name,
+                    "W": world_size,
+                    "rank": rank,
+                    "wall s": row["wall"],
+                    "candidates/s": args.size / row["wall"],
+                    "comm s": row["comm"],
+                    "comm %": f"{share:.1f}%",
+                    "wait s": row["waiting"],
+                    "MiB": row["memory_mib"],
+                    "same picks as W=1": "yes" if same else "NO",
+                }
+            )
     print(f"MiB: peak extra anonymous memory per rank ({MIB:,} bytes a MiB)")
+    write_results("distributed-cpu", list(rows[0]), rows, torch.device("cpu"))
+    if failed:
+        raise SystemExit("the picks differ across world sizes")
 
 
 if __name__ == "__main__":

@@ -38,15 +38,15 @@ one selection on the first 1,024 samples (loads kernels, builds JIN's kept eval 
 - *O(N) part*: ``N`` times the bytes per candidate that fral's code holds at the strategy's
   peak (``BYTES_PER_SAMPLE``, read from the code, each term named there: JIN's raw scores and
   their float64 z-scores; ENT's logits and the terms of the entropy; the embeddings of CSET
-  and BADGE, and BADGE's logits, next to the per-batch pieces they are concatenated from;
-  the candidate indices), and *rest* = peak minus that part: a batch, its activations and
+  and BADGE, and BADGE's logits, with the vectors of the greedy search; the candidate
+  indices), and *rest* = peak minus that part: a batch, its activations and
   the attack's tensors; for CSET the block of distances to the labelled set, at most
   ``min(N x 200, 2^24)`` floats, and for CSET and BADGE the block of squared norms, at most
   ``2^24`` floats (these stop growing from a few hundred thousand candidates); and the
   allocator's share;
 - *heap kept*: the rise over the call of the free memory inside glibc's heap
-  (``mallinfo2().fordblks``): memory fral freed that glibc keeps, mostly the per-batch pieces
-  of scores, logits or embeddings after their concatenation and the holes between them. It
+  (``mallinfo2().fordblks``): memory fral freed that glibc keeps (a batch's activations and
+  inputs, temporaries of the scores) and the holes between blocks. It
   stays resident (it was written to), so where it is kept before the peak it is part of the
   peak: it is the allocator's share of "rest", and the part of it that grows with ``N``.
   "Fitted bytes / sample" is the slope of a straight-line fit of the peak against ``N``.
@@ -108,13 +108,13 @@ BYTES_PER_SAMPLE = {
     "JIN": 9 + 2 * 4 + 4 + 3 * 8 + 4,
     # the logits (4 C), then in the entropy the log-softmax, its exp and their product (3 x 4 C)
     "ENT": 9 + 4 * CLASSES + 3 * 4 * CLASSES,
-    # the per-batch chunks of the embeddings (4 d) next to their concatenation (4 d); the
-    # k-center search later holds the embeddings and three float32 vectors (less)
-    "CSET": 9 + 2 * 4 * EMBED,
-    # the per-batch chunks of the embeddings and logits (4 (d + C)) next to their
-    # concatenation (4 (d + C)); k-means++ later holds those, the gradient scale (4 C), seven
-    # float32 vectors, a uint8 mask and the float64 cumulative D^2 (less)
-    "BADGE": 9 + 2 * 4 * (EMBED + CLASSES),
+    # the embeddings (4 d, written batch by batch into one tensor), then in the k-center
+    # search three float32 vectors next to them (distances, norms and a step's distances, 3 x 4)
+    "CSET": 9 + 4 * EMBED + 3 * 4,
+    # the embeddings and logits (4 (d + C), written batch by batch into one tensor each), then
+    # in k-means++ the gradient scale (4 C), seven float32 vectors (7 x 4), a uint8 mask (1)
+    # and the float64 cumulative D^2 (8)
+    "BADGE": 9 + 4 * (EMBED + CLASSES) + 4 * CLASSES + 7 * 4 + 1 + 8,
 }
 
 

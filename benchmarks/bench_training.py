@@ -10,11 +10,12 @@
 2. **Standard training** (the auxiliary model M_S): fral's Trainer with ``adversarial=False``
    against a plain PyTorch loop (``model.train()``, cross-entropy, backward, SGD step).
 
-Before timing, the script asserts that the two compute the same thing, on one batch with the
-global RNG seeded alike (the start of the attack and Dropout masks come from it in both): in
-float64, fral's :func:`~fral.training.trades_loss` with its speed-ups equals the one running
-the model as it is (``optimize=False``) to 1e-12 (relative), and the official loss to 1e-4
-(fral computes the losses in float32, from the logits); the float32 differences are printed.
+Before timing, the script checks the loss of one batch, with the global RNG seeded alike (the
+start of the attack and Dropout masks come from it in both): in float32, fral running the model
+as it is (``optimize=False``) gives the official loss (asserted to 1e-6, relative: the same
+computation); in float64, fral's default with its speed-ups gives ``optimize=False``'s loss
+(asserted to 1e-12); the default's float32 difference from the official loss is printed (a
+component of the attack's gradient within rounding of zero may take the other sign).
 Then each side trains its own copy of the model for one epoch of ``--batches`` batches of
 ``--batch-size`` (the same samples), the sides taking turns (official, fral, fral fast, plain,
 fral standard, official, ...; a warm-up round, then ``--pairs`` rounds), and each speed-up,
@@ -102,12 +103,19 @@ def plain_step(
 def check_same_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """fral's ``trades_loss`` against :func:`official_loss` on the same batch and RNG draws.
 
-    Returns relative differences of the loss: ``"speed-ups, float64"``, fral's default
-    (``optimize=True``) against fral running the model as it is (``optimize=False``, the
-    official arithmetic), asserted <= 1e-12: the speed-ups change nothing; ``"official,
-    float64"``, fral against the official code, asserted <= 1e-4: fral computes the losses in
-    float32 from the logits (see :func:`~fral.training.trades_loss`), the official code in
-    the model's dtype; ``"official, float32"``, printed.
+    Returns relative differences of the loss:
+
+    - ``"arithmetic, float32"``: fral running the model as it is (``optimize=False``)
+      against the official code, asserted <= 1e-6: the same computation;
+    - ``"speed-ups, float64"``: fral's default (``optimize=True``) against
+      ``optimize=False``, asserted <= 1e-12: the speed-ups change nothing beyond rounding
+      (in float64 no attack gradient is within rounding of zero);
+    - ``"speed-ups, float32"``: the default against the official code in float32, printed:
+      where a component of the attack's gradient is within rounding of zero its sign may
+      differ, and ``x'`` with it at a few pixels.
+
+    (fral computes the losses in float32 from the logits, so in float64 its loss is not the
+    official code's float64 loss; in float32 they are the same computation.)
     """
     out = {}
     for dtype in (torch.float64, torch.float32):
@@ -119,11 +127,13 @@ def check_same_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[
         loss = trades_loss(ours, xd, y, bounds=(0.0, 1.0), **OPTIONS).item()
         torch.manual_seed(0)
         plain = trades_loss(exact, xd, y, bounds=(0.0, 1.0), optimize=False, **OPTIONS).item()
-        kind = "float64" if dtype == torch.float64 else "float32"
-        out[f"speed-ups, {kind}"] = abs(loss - plain) / abs(plain)
-        out[f"official, {kind}"] = abs(loss - expected) / abs(expected)
+        if dtype == torch.float64:
+            out["speed-ups, float64"] = abs(loss - plain) / abs(plain)
+        else:
+            out["arithmetic, float32"] = abs(plain - expected) / abs(expected)
+            out["speed-ups, float32"] = abs(loss - expected) / abs(expected)
+    assert out["arithmetic, float32"] <= 1e-6, out
     assert out["speed-ups, float64"] <= 1e-12, out
-    assert out["official, float64"] <= 1e-4, out
     return out
 
 
@@ -187,12 +197,9 @@ def compare(name: str, args: argparse.Namespace, device: torch.device) -> list[d
             "reference img/s": rows / official.a_median,
             "fral img/s": rows / official.b_median,
             "speed-up": str(official),
-            "loss vs official, float64 / float32": (
-                f"{same['official, float64']:.0e} / {same['official, float32']:.0e}"
-            ),
-            "loss vs optimize=False, float64 / float32": (
-                f"{same['speed-ups, float64']:.0e} / {same['speed-ups, float32']:.0e}"
-            ),
+            "loss: exact vs official (f32)": f"{same['arithmetic, float32']:.0e}",
+            "loss: optimised vs exact (f64)": f"{same['speed-ups, float64']:.0e}",
+            "loss: optimised vs official (f32)": f"{same['speed-ups, float32']:.0e}",
         },
         {
             **common,
@@ -200,8 +207,9 @@ def compare(name: str, args: argparse.Namespace, device: torch.device) -> list[d
             "reference img/s": rows / fast.a_median,
             "fral img/s": rows / fast.b_median,
             "speed-up": str(fast),
-            "loss vs official, float64 / float32": "-",
-            "loss vs optimize=False, float64 / float32": "-",
+            "loss: exact vs official (f32)": "-",
+            "loss: optimised vs exact (f64)": "-",
+            "loss: optimised vs official (f32)": "-",
         },
         {
             **common,
@@ -209,8 +217,9 @@ def compare(name: str, args: argparse.Namespace, device: torch.device) -> list[d
             "reference img/s": rows / standard.a_median,
             "fral img/s": rows / standard.b_median,
             "speed-up": str(standard),
-            "loss vs official, float64 / float32": "-",
-            "loss vs optimize=False, float64 / float32": "-",
+            "loss: exact vs official (f32)": "-",
+            "loss: optimised vs exact (f64)": "-",
+            "loss: optimised vs official (f32)": "-",
         },
     ]
 

@@ -174,20 +174,22 @@ def strategies_on_cuda() -> None:
 
 
 def pgd_speed() -> None:
-    args = argparse.Namespace(batch_size=256, steps=5, pairs=2 if QUICK else 5, amp=True)
+    batch = 16 if QUICK else 256
+    args = argparse.Namespace(batch_size=batch, steps=5, pairs=1 if QUICK else 5, amp=True)
     for name in ("smallcnn", "mobilenetv2"):
         row = bench_pgd.compare(name, args, CUDA)
-        measured(f"PGD-5 vs torchattacks, {name}, batch 256", row["speed-up"], ">= 1.5x")
+        measured(f"PGD-5 vs torchattacks, {name}, batch {batch}", row["speed-up"], ">= 1.5x")
         measured(f"PGD-5 bf16 vs torchattacks, {name}", row["bf16 speed-up"])
 
 
 def training_speed() -> None:
-    args = argparse.Namespace(batch_size=128, batches=2 if QUICK else 8, pairs=2 if QUICK else 5)
+    batch = 16 if QUICK else 128
+    args = argparse.Namespace(batch_size=batch, batches=1 if QUICK else 8, pairs=1 if QUICK else 5)
     for name in ("smallcnn", "mobilenetv2"):
         for row in bench_training.compare(name, args, CUDA):
             goal = ">= 2x" if row["step"] == "TRADES (official form)" else "-"
             measured(
-                f"{row['step']} vs reference loop, {name}, batch 128",
+                f"{row['step']} vs reference loop, {name}, batch {batch}",
                 f"{row['speed-up']} ({row['fral img/s']:,.0f} img/s)",
                 goal,
             )

@@ -993,7 +993,7 @@ class Trainer:
         ):
             # SyncBatchNorm's forward is a collective: a rank with no rows of a global batch
             # would skip it and leave the others waiting. Every rank sees the same sizes.
-            smallest = min(config.batch_size, epoch_size % config.batch_size or epoch_size)
+            smallest = min(map(len, _split(torch.arange(epoch_size), config.batch_size)))
             if smallest < context.world_size:
                 raise ValueError(
                     f"the model holds SyncBatchNorm, whose forward pass every one of the "
