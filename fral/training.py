@@ -730,7 +730,8 @@ def _channels_last(model: nn.Module, x: torch.Tensor) -> bool:
 
 @contextlib.contextmanager
 def _channels_last_weights(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """The model's contiguous 4-D parameters in ``channels_last`` for the block, then back.
+    """The model's contiguous 4-D parameters in ``channels_last`` for the block, then back
+    (parameters in any other layout are left alone).
 
     The same ``Parameter`` objects (an optimiser keeps them) with the same values; only the
     memory layout of their data, and of their ``.grad``, changes during the block.
@@ -738,8 +739,10 @@ def _channels_last_weights(model: nn.Module, enabled: bool) -> Iterator[None]:
     converted = []
     if enabled:
         for parameter in model.parameters():
-            if parameter.dim() == 4 and not parameter.is_contiguous(
-                memory_format=torch.channels_last
+            if (
+                parameter.dim() == 4
+                and parameter.is_contiguous()
+                and not parameter.is_contiguous(memory_format=torch.channels_last)
             ):
                 converted.append(parameter)
                 parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
@@ -837,6 +840,13 @@ class Trainer:
 
     Notes
     -----
+    With ``config.optimize`` (the default), TRADES' attack runs on fral's checked eval copy
+    of the model, and the train-mode passes of a convolutional model run with its 4-D
+    weights and inputs in ``channels_last`` where the first batch's eval output is the same
+    in that layout (the weights go back to their layout at the end of each fit, the same
+    ``Parameter`` objects throughout): the same results up to float rounding
+    (:func:`trades_loss`).
+
     Under a process group (``torchrun``; see :mod:`fral.distributed`), every rank calls
     :meth:`fit` with the same data and the training is data-parallel: every rank draws the
     same epoch order from rank 0's generator state, takes its contiguous part of each global

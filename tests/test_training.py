@@ -200,8 +200,13 @@ def test_trainer_optimize_changes_nothing_beyond_rounding() -> None:
             model = Net(flatten_with_view).double()
             config = TrainConfig(epochs=1, batch_size=16, steps=2, optimize=optimize)
             trainer = Trainer(model, config, random_state=3)
+            before = [id(p) for p in model.parameters()]
             trainer.fit(data)
             assert trainer._channels_last is (optimize and not flatten_with_view)
+            # the same Parameter objects, handed back in their own layout
+            assert [id(p) for p in model.parameters()] == before
+            assert all(p.is_contiguous() for p in model.parameters())
+            assert all(p.grad is None or p.grad.is_contiguous() for p in model.parameters())
             weights.append(model.state_dict())
         for key, value in weights[0].items():
             assert torch.allclose(value.double(), weights[1][key].double(), atol=1e-10), key
