@@ -41,7 +41,7 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from _common import bench_model, ratio, rounds, stopwatch, write_results
+from _common import Ratio, bench_model, ratio, rounds, stopwatch, write_results
 from torch import nn
 
 from fral.pool import Pool
@@ -190,37 +190,26 @@ def compare(name: str, args: argparse.Namespace, device: torch.device) -> list[d
         ratio(times[3], times[4]),
     )
     common = {"device": str(device), "model": name, "batch": args.batch_size}
+    checks = {
+        "loss: exact vs official (f32)": f"{same['arithmetic, float32']:.0e}",
+        "loss: optimised vs exact (f64)": f"{same['speed-ups, float64']:.0e}",
+        "loss: optimised vs official (f32)": f"{same['speed-ups, float32']:.0e}",
+    }
+
+    def row(step: str, speedup: Ratio, checked: bool) -> dict[str, object]:
+        return {
+            **common,
+            "step": step,
+            "reference img/s": rows / speedup.a_median,
+            "fral img/s": rows / speedup.b_median,
+            "speed-up": str(speedup),
+            **(checks if checked else dict.fromkeys(checks, "-")),
+        }
+
     return [
-        {
-            **common,
-            "step": "TRADES (official form)",
-            "reference img/s": rows / official.a_median,
-            "fral img/s": rows / official.b_median,
-            "speed-up": str(official),
-            "loss: exact vs official (f32)": f"{same['arithmetic, float32']:.0e}",
-            "loss: optimised vs exact (f64)": f"{same['speed-ups, float64']:.0e}",
-            "loss: optimised vs official (f32)": f"{same['speed-ups, float32']:.0e}",
-        },
-        {
-            **common,
-            "step": "TRADES (fast form)",
-            "reference img/s": rows / fast.a_median,
-            "fral img/s": rows / fast.b_median,
-            "speed-up": str(fast),
-            "loss: exact vs official (f32)": "-",
-            "loss: optimised vs exact (f64)": "-",
-            "loss: optimised vs official (f32)": "-",
-        },
-        {
-            **common,
-            "step": "standard (M_S)",
-            "reference img/s": rows / standard.a_median,
-            "fral img/s": rows / standard.b_median,
-            "speed-up": str(standard),
-            "loss: exact vs official (f32)": "-",
-            "loss: optimised vs exact (f64)": "-",
-            "loss: optimised vs official (f32)": "-",
-        },
+        row("TRADES (official form)", official, True),
+        row("TRADES (fast form)", fast, False),
+        row("standard (M_S)", standard, False),
     ]
 
 

@@ -821,7 +821,7 @@ class Trainer:
     :meth:`fit`, before any step, the model (no ``meta`` tensors, finite weights, something
     to train), the inputs (floating point, the model's dtype, finite, inside ``bounds`` for
     adversarial training: the whole tensor once, or each batch of a ``Dataset``-backed pool
-    as it is loaded), and, from one eval-mode forward pass on the first batch (no grad, no
+    as it is loaded), and, from one eval-mode forward pass on the first samples (no grad, no
     BatchNorm update), that the model returns an ``(N, C)`` logits tensor and that every
     label lies in ``[0, C)``. A NaN or infinite loss stops training before its optimiser step
     with a :class:`NonFiniteLossError` naming the epoch and batch.
@@ -842,7 +842,7 @@ class Trainer:
     -----
     With ``config.optimize`` (the default), TRADES' attack runs on fral's checked eval copy
     of the model, and the train-mode passes of a convolutional model run with its 4-D
-    weights and inputs in ``channels_last`` where the first batch's eval output is the same
+    weights and inputs in ``channels_last`` where the first samples' eval output is the same
     in that layout (the weights go back to their layout at the end of each fit, the same
     ``Parameter`` objects throughout): the same results up to float rounding
     (:func:`trades_loss`).
@@ -934,9 +934,10 @@ class Trainer:
         return config if epochs is None else config.for_epochs(epochs)
 
     def _probe(self, pool: Pool, labels: torch.Tensor, config: TrainConfig) -> None:
-        """One eval-mode forward on the first batch: logits ``(N, C)``, labels in ``[0, C)``."""
+        """One eval-mode forward on the first two samples: logits ``(N, C)``, labels in
+        ``[0, C)``; whether the train-mode passes may run in ``channels_last``."""
         device = model_device(self.model)
-        x = pool.get_inputs(torch.arange(min(len(pool), config.batch_size))).to(device)
+        x = pool.get_inputs(torch.arange(min(len(pool), 2))).to(device)
         with (
             preserved_mode(self.model, training=False),
             torch.no_grad(),
