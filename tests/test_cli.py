@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from fral.cli import main
+from tests.utils import ONE_EPOCH_RUN
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +45,7 @@ def test_run_and_resume(tmp_path, capsys) -> None:
         "G-ENT",
         "--limit",
         "300",
-        "--rounds",
-        "1",
-        "--epochs",
-        "1",
-        "--finetune-epochs",
-        "1",
-        "--standard-epochs",
-        "1",
-        "--budget-fraction",
-        "0.05",
+        *ONE_EPOCH_RUN,
         "--out",
         str(tmp_path),
     ]

@@ -12,24 +12,16 @@ from fral.cli import main
 from fral.datasets import DATASETS, FairDataset
 from fral.presets import PAPER_PRESETS
 from fral.training import PRESETS
+from tests.utils import ONE_EPOCH_RUN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = [
     "--strategy",
     "RAND",
-    "--rounds",
-    "1",
-    "--epochs",
-    "1",
-    "--finetune-epochs",
-    "1",
-    "--standard-epochs",
-    "1",
+    *ONE_EPOCH_RUN,
     "--attack-steps",
     "1",
-    "--budget-fraction",
-    "0.05",
     "--batch-size",
     "32",
     "--no-progress",

@@ -10,6 +10,7 @@ import fral.loop
 from fral.autoattack import AutoAttack
 from fral.cli import main
 from fral.datasets import digits_domains
+from tests.utils import ONE_EPOCH_RUN
 
 
 @pytest.fixture(autouse=True)
@@ -38,16 +39,7 @@ def _options(out, *extra):
         "run",
         "--strategy",
         "RAND",
-        "--rounds",
-        "1",
-        "--epochs",
-        "1",
-        "--finetune-epochs",
-        "1",
-        "--standard-epochs",
-        "1",
-        "--budget-fraction",
-        "0.05",
+        *ONE_EPOCH_RUN,
         "--no-progress",
         "--out",
         str(out),

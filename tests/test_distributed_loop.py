@@ -25,6 +25,7 @@ from fral._io import read_json, read_torch, write_json, write_torch
 from fral.loop import run_experiment
 from fral.training import TrainConfig, Trainer
 from tests import distributed_loop_worker as worker
+from tests.utils import ONE_EPOCH_RUN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -282,18 +283,9 @@ def test_the_cli_under_torchrun_writes_one_run_folder_from_rank_0(tmp_path):
         "mlp",
         "--strategy",
         "RAND",
-        "--rounds",
-        "1",
-        "--epochs",
-        "1",
-        "--finetune-epochs",
-        "1",
-        "--standard-epochs",
-        "1",
+        *ONE_EPOCH_RUN,
         "--attack-steps",
         "1",
-        "--budget-fraction",
-        "0.05",
         "--no-progress",
         "--out",
         str(out),

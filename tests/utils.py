@@ -7,6 +7,20 @@ from typing import Any
 import torch
 from torch import nn
 
+#: ``fral run`` options for the shortest run: one round of one epoch each, a 5% budget.
+ONE_EPOCH_RUN = [
+    "--rounds",
+    "1",
+    "--epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+    "--standard-epochs",
+    "1",
+    "--budget-fraction",
+    "0.05",
+]
+
 
 class TinyConvNet(nn.Module):
     """Conv-BN-ReLU twice, Dropout, Linear head: every kind of state fral must leave alone."""
