@@ -705,7 +705,8 @@ def run_experiment(
     included). A failure on one rank (the oracle raising, a folder that cannot be written)
     is an error on every rank. Each state file records the world size; ``resume=True`` with
     another world size continues the run but warns (the data-parallel training then differs
-    in float rounding from an uninterrupted run) and notes it in ``history.json``
+    from an uninterrupted run: float rounding, and for BatchNorm without SyncBatchNorm each
+    rank's batch statistics) and notes it in ``history.json``
     (``notes``). Rank 0's saved state is what every rank restores. The oracle's labels reach
     the other ranks in one collective after its last answer: with an oracle that takes long
     (a person), give ``torch.distributed.init_process_group`` a ``timeout`` that covers it.
@@ -1045,15 +1046,18 @@ class _Run:
         if saved != self.world_size:
             note = (
                 f"round {len(history)} on: resumed at world size {self.world_size} from a run "
-                f"saved at world size {saved}; the data-parallel training may differ in float "
-                "rounding from an uninterrupted run"
+                f"saved at world size {saved}; the data-parallel training may differ from an "
+                "uninterrupted run (float rounding; BatchNorm without SyncBatchNorm normalises "
+                "with each rank's part of a batch)"
             )
             self.checkpoint.notes.append(note)
             if self.context is None or self.context.rank == 0:
                 warnings.warn(
                     f"resuming the run in {self.checkpoint.folder} with world size "
                     f"{self.world_size}; it was saved at world size {saved}: the results may "
-                    "differ in float rounding from an uninterrupted run (noted in history.json)",
+                    "differ from an uninterrupted run (float rounding; BatchNorm without "
+                    "SyncBatchNorm normalises with each rank's part of a batch; noted in "
+                    "history.json)",
                     stacklevel=3,
                 )
         self.model_r = _seeded(self.seed, self.model_fn).to(self.device)

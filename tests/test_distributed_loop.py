@@ -168,7 +168,8 @@ def test_run_experiment_with_two_ranks_matches_one_process_and_resumes(tmp_path)
     committed = read_json(folder / "history.json", checksum=True)
     assert committed["notes"] == [
         f"round {worker.ROUNDS + 1} on: resumed at world size 1 from a run saved at world size "
-        "2; the data-parallel training may differ in float rounding from an uninterrupted run"
+        "2; the data-parallel training may differ from an uninterrupted run (float rounding; "
+        "BatchNorm without SyncBatchNorm normalises with each rank's part of a batch)"
     ]
     assert read_torch(folder / f"state-{worker.ROUNDS + 1}.pt")["world_size"] == 1
 
