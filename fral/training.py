@@ -731,30 +731,46 @@ def _channels_last(model: nn.Module, x: torch.Tensor) -> bool:
 @contextlib.contextmanager
 def _channels_last_weights(model: nn.Module, enabled: bool) -> Iterator[None]:
     """The model's contiguous 4-D parameters in ``channels_last`` for the block, then back
-    (parameters in any other layout are left alone).
+    with their own strides (parameters in any other layout are left alone).
 
     The same ``Parameter`` objects (an optimiser keeps them) with the same values; only the
-    memory layout of their data, and of their ``.grad``, changes during the block.
+    memory layout of their data, and of their ``.grad``, changes during the block. A weight
+    whose ``channels_last`` strides are ambiguous (one input channel, or a 1x1 kernel: it is
+    contiguous in both formats) is given the explicit ``channels_last`` strides, which is what
+    makes the convolution's output ``channels_last``: ``Tensor.contiguous`` would keep it as
+    it is, and a first convolution on grey-scale images would run, with all that follows it,
+    in the slower contiguous layout.
     """
-    converted = []
+    converted = []  # (parameter, its strides, its grad's strides or None)
     if enabled:
         for parameter in model.parameters():
-            if (
-                parameter.dim() == 4
-                and parameter.is_contiguous()
-                and not parameter.is_contiguous(memory_format=torch.channels_last)
-            ):
-                converted.append(parameter)
-                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
-                if parameter.grad is not None:  # grads follow their parameter's layout
-                    parameter.grad = parameter.grad.contiguous(memory_format=torch.channels_last)
+            if parameter.dim() != 4 or not parameter.is_contiguous():
+                continue
+            data = parameter.data.to(memory_format=torch.channels_last)
+            if data.stride() == parameter.stride():
+                continue
+            grad = parameter.grad
+            converted.append(
+                (parameter, parameter.stride(), None if grad is None else grad.stride())
+            )
+            parameter.data = data
+            if grad is not None:  # grads follow their parameter's layout
+                parameter.grad = grad.to(memory_format=torch.channels_last)
     try:
         yield
     finally:
-        for parameter in converted:
-            parameter.data = parameter.data.contiguous()
-            if parameter.grad is not None:
-                parameter.grad = parameter.grad.contiguous()
+        for parameter, stride, grad_stride in converted:
+            parameter.data = _restrided(parameter.data, stride)
+            if parameter.grad is not None:  # a grad made in the block takes the weight's strides
+                parameter.grad = _restrided(parameter.grad, grad_stride or stride)
+
+
+def _restrided(tensor: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
+    """``tensor``'s values with the given strides (``tensor`` itself if it has them)."""
+    if tensor.stride() == stride:
+        return tensor
+    out = torch.empty_strided(tensor.shape, stride, dtype=tensor.dtype, device=tensor.device)
+    return out.copy_(tensor)
 
 
 def _average_buffers(model: nn.Module, context: Context) -> None:

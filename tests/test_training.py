@@ -23,6 +23,7 @@ from fral.training import (
     NonFiniteLossError,
     TrainConfig,
     Trainer,
+    _channels_last_weights,
     adversarial_train,
     standard_train,
     trades_loss,
@@ -201,15 +202,36 @@ def test_trainer_optimize_changes_nothing_beyond_rounding() -> None:
             config = TrainConfig(epochs=1, batch_size=16, steps=2, optimize=optimize)
             trainer = Trainer(model, config, random_state=3)
             before = [id(p) for p in model.parameters()]
+            strides = [p.stride() for p in model.parameters()]
             trainer.fit(data)
             assert trainer._channels_last is (optimize and not flatten_with_view)
             # the same Parameter objects, handed back in their own layout
             assert [id(p) for p in model.parameters()] == before
-            assert all(p.is_contiguous() for p in model.parameters())
+            assert [p.stride() for p in model.parameters()] == strides
             assert all(p.grad is None or p.grad.is_contiguous() for p in model.parameters())
             weights.append(model.state_dict())
         for key, value in weights[0].items():
             assert torch.allclose(value.double(), weights[1][key].double(), atol=1e-10), key
+
+
+def test_channels_last_weights_take_explicit_strides_and_give_them_back() -> None:
+    """A grey-scale first convolution and a 1x1 convolution have weights contiguous in both
+    layouts; inside the block they get explicit channels_last strides (so the convolution's
+    output is channels_last and what follows runs in the fast layout), and after it the
+    weights and their grads have their own strides again."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 1), nn.Flatten(), nn.Linear(32, 3))
+    model[0].weight.grad = torch.ones_like(model[0].weight)
+    strides = [p.stride() for p in model.parameters()]
+    x = torch.rand(5, 1, 6, 6)
+    with _channels_last_weights(model, True):
+        assert model[0].weight.stride() == (9, 1, 3, 1)
+        assert model[1].weight.stride() == (4, 1, 4, 4)
+        assert model[0](x).is_contiguous(memory_format=torch.channels_last)
+        assert not model[0](x).is_contiguous()
+        model(x.contiguous(memory_format=torch.channels_last)).sum().backward()
+    assert [p.stride() for p in model.parameters()] == strides
+    assert [p.grad.stride() for p in model.parameters()] == strides
+    assert model[0](x).is_contiguous()  # the user's layout again
 
 
 def test_config_optimize_round_trip() -> None:
