@@ -16,6 +16,10 @@ the time spent in :func:`fral.metrics.group_ranking` as the strategy calls it (t
 wrapping the function for the run; it is part of ``select_seconds`` and taken out of the
 selection column); the oracle wraps the data set's labels in a timed callable; "evaluation
 and rest" is the round's wall time (between the ``on_round`` calls) minus all of these.
+Each case runs ``--repeats`` times (JIN's two modes of ``M_S`` taking turns: scratch,
+fine-tuned, scratch, ...; every run does the same work, seeded), and the row gives each part's
+median seconds, its share of the median round, and the median selection share of the runs
+with its [min, max]: one run on a loaded machine cannot tell noise from a change.
 The JIN selection share is (M_S + worst group + selection) / fine-tuning; the goals are <= 12%
 with ``M_S`` from scratch and <= 8% fine-tuned. JIN's scoring against its bare passes is
 ``benchmarks/bench_scoring.py``.
@@ -28,12 +32,13 @@ selection part of a strategy without ``M_S`` does not: a share measured at ``E =
 upper bound of the share at the paper's 50-100 epochs. Run:
 
     .venv/bin/python benchmarks/bench_round.py [--epochs 5] [--strategies jin ent ...]
-        [--dataset digits_domains] [--model smallcnn] [--device cuda]
+        [--repeats 3] [--dataset digits_domains] [--model smallcnn] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from typing import Any
 
@@ -77,7 +82,7 @@ class Clock:
 
 
 def round_parts(strategy: str, mode: str, args: argparse.Namespace, context: dict) -> dict:
-    """Two rounds of ``strategy``; the second round's parts in seconds and shares."""
+    """Two rounds of ``strategy``; the seconds of the second round's parts, and its wall time."""
     dataset, init, config = context["dataset"], context["init"], context["config"]
     ranking, oracle_clock = context["ranking"], Clock()
     labels = dataset.train.y
@@ -119,18 +124,33 @@ def round_parts(strategy: str, mode: str, args: argparse.Namespace, context: dic
         "fine-tuning": record["training_seconds"],
     }
     parts["evaluation and rest"] = wall - sum(parts.values())
-    needs_s = uses_standard_model(strategy)
+    parts["round"] = wall
+    return parts
+
+
+def share(parts: dict[str, float]) -> float:
+    """(worst group + M_S + selection) / fine-tuning, in percent."""
+    chosen = parts["worst group"] + parts["M_S"] + parts["selection"]
+    return 100 * chosen / parts["fine-tuning"]
+
+
+def summary(strategy: str, mode: str, repeats: list[dict[str, float]]) -> dict[str, Any]:
+    """One row: each part's median seconds over the repeats and its share of the median round,
+    and the median selection / fine-tuning share of the repeats with its [min, max]."""
+    median = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
+    shares = [share(r) for r in repeats]
     row: dict[str, Any] = {
         "strategy": strategy.upper(),
-        "M_S": (mode if needs_s else "-"),
-        "round s": wall,
+        "M_S": (mode if uses_standard_model(strategy) else "-"),
+        "repeats": len(repeats),
+        "round s": median["round"],
     }
     for part in PARTS:
-        row[f"{part} s"] = parts[part]
+        row[f"{part} s"] = median[part]
     for part in PARTS:
-        row[f"{part} %"] = 100 * parts[part] / wall
-    chosen = parts["worst group"] + parts["M_S"] + parts["selection"]
-    row["selection / fine-tuning %"] = 100 * chosen / parts["fine-tuning"]
+        row[f"{part} %"] = 100 * median[part] / median["round"]
+    row["selection / fine-tuning %"] = statistics.median(shares)
+    row["selection / fine-tuning [min, max]"] = f"[{min(shares):.1f}, {max(shares):.1f}]"
     return row
 
 
@@ -144,6 +164,12 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--initial", type=float, default=0.2)
     parser.add_argument("--budget", type=float, default=0.02)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each case, the modes of M_S taking turns; medians are reported",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", default=None, help="results name (default round-<device>)")
     return parser
@@ -184,18 +210,26 @@ def run(args: argparse.Namespace, context: dict[str, Any]) -> list[dict[str, Any
     ranking = context["ranking"] = Clock()
     original = fral.protocol.group_ranking
     fral.protocol.group_ranking = ranking.wrap(original)
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     rows = []
     try:
         for name in args.strategies:
             needs_s = uses_standard_model(name)
             modes = ["scratch", "finetune"] if name == "jin" else ["scratch"]
-            for mode in modes if needs_s else ["finetune"]:
-                row = round_parts(name, mode, args, context)
+            modes = modes if needs_s else ["finetune"]
+            repeats: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+            for _ in range(args.repeats):  # scratch, finetune, scratch, ... for JIN
+                for mode in modes:
+                    repeats[mode].append(round_parts(name, mode, args, context))
+            for mode in modes:
+                row = summary(name, mode, repeats[mode])
                 rows.append(row)
                 print(
                     f"{row['strategy']:>7} M_S {row['M_S']:>8}: round {row['round s']:7.2f} s | "
                     + " | ".join(f"{part} {row[f'{part} %']:5.1f}%" for part in PARTS)
-                    + f" | selection / fine-tuning {row['selection / fine-tuning %']:.1f}%",
+                    + f" | selection / fine-tuning {row['selection / fine-tuning %']:.1f}% "
+                    + row["selection / fine-tuning [min, max]"],
                     flush=True,
                 )
     finally:

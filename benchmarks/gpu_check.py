@@ -197,13 +197,23 @@ def training_speed() -> None:
 
 def round_cost() -> None:
     args = bench_round.parser().parse_args(
-        ["--device", str(CUDA), "--epochs", "1" if QUICK else "5", "--strategies", "jin"]
+        [
+            "--device",
+            str(CUDA),
+            "--epochs",
+            "1" if QUICK else "5",
+            "--strategies",
+            "jin",
+            "--repeats",
+            "1" if QUICK else "3",
+        ]
     )
     for row in bench_round.run(args, bench_round.prepare(args)):
         measured(
             f"JIN round, M_S {row['M_S']}, SmallCNN digits_domains, {args.epochs} epochs",
             f"{row['round s']:.1f} s; selection / fine-tuning "
-            f"{row['selection / fine-tuning %']:.1f}%",
+            f"{row['selection / fine-tuning %']:.1f}% "
+            f"{row['selection / fine-tuning [min, max]']}",
             "<= 12%" if row["M_S"] == "scratch" else "<= 8%",
         )
 
