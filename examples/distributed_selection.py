@@ -96,6 +96,7 @@ def main() -> None:
         if args.out:
             Path(args.out).write_text(json.dumps(results))
     if dist.is_initialized():
+        dist.barrier()  # last: the collectives before are released before Python shuts down
         dist.destroy_process_group()
 
 

@@ -878,6 +878,11 @@ def _torchrun_group(args: argparse.Namespace) -> Iterator[int]:
         if rank:
             args.progress = False  # rank 0 alone shows progress
         yield rank
+        # A barrier last: gloo's worker thread can still be releasing the last collective's
+        # tensors when the interpreter shuts down, and releasing a tensor then needs the GIL
+        # that finalisation holds (the process aborts: "terminate called without an active
+        # exception"). While every rank waits here, the collectives before are released.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -146,6 +146,7 @@ def main(rank: int, world_size: int, port: int, out_dir: str) -> None:
     try:
         results = scenario(rank, Path(out_dir))
         torch.save(results, os.path.join(out_dir, f"results{rank}.pt"))
+        dist.barrier()  # last, as fral run does: see fral.cli._torchrun_group
     finally:
         dist.destroy_process_group()
 

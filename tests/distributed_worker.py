@@ -145,6 +145,7 @@ def main(rank: int, world_size: int, port: int, out_dir: str) -> None:
     )
     try:
         torch.save(scenario(), os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # last, as fral run does: see fral.cli._torchrun_group
     finally:
         dist.destroy_process_group()
 
