@@ -741,7 +741,7 @@ def _channels_last_weights(model: nn.Module, enabled: bool) -> Iterator[None]:
     it is, and a first convolution on grey-scale images would run, with all that follows it,
     in the slower contiguous layout.
     """
-    converted = []  # (parameter, its strides, its grad's strides or None)
+    converted = []  # (parameter, its strides, its grad's strides afterwards)
     if enabled:
         for parameter in model.parameters():
             if parameter.dim() != 4 or not parameter.is_contiguous():
@@ -749,20 +749,32 @@ def _channels_last_weights(model: nn.Module, enabled: bool) -> Iterator[None]:
             data = parameter.data.to(memory_format=torch.channels_last)
             if data.stride() == parameter.stride():
                 continue
-            grad = parameter.grad
-            converted.append(
-                (parameter, parameter.stride(), None if grad is None else grad.stride())
-            )
-            parameter.data = data
-            if grad is not None:  # grads follow their parameter's layout
+            grad, grad_stride = parameter.grad, parameter.stride()  # a new grad: the weight's
+            if grad is not None and _dense(grad.shape, grad.stride()):
+                grad_stride = grad.stride()  # a grad in a layout of its own keeps it
+            if grad is not None and grad.is_contiguous():  # grads follow their weight's layout
                 parameter.grad = grad.to(memory_format=torch.channels_last)
+            converted.append((parameter, parameter.stride(), grad_stride))
+            parameter.data = data
     try:
         yield
     finally:
         for parameter, stride, grad_stride in converted:
             parameter.data = _restrided(parameter.data, stride)
-            if parameter.grad is not None:  # a grad made in the block takes the weight's strides
-                parameter.grad = _restrided(parameter.grad, grad_stride or stride)
+            if parameter.grad is not None:
+                parameter.grad = _restrided(parameter.grad, grad_stride)
+
+
+def _dense(shape: torch.Size, stride: tuple[int, ...]) -> bool:
+    """Whether ``stride`` lays ``shape`` out densely, without overlap (in some dim order)."""
+    expected = 1
+    for size, step in sorted(zip(shape, stride, strict=True), key=lambda pair: pair[1]):
+        if size == 1:
+            continue
+        if step != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _restrided(tensor: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -232,6 +233,15 @@ def test_channels_last_weights_take_explicit_strides_and_give_them_back() -> Non
     assert [p.stride() for p in model.parameters()] == strides
     assert [p.grad.stride() for p in model.parameters()] == strides
     assert model[0](x).is_contiguous()  # the user's layout again
+    # a grad in a layout of its own (here transposed) keeps it
+    transposed = torch.zeros(3, 3, 1, 4).permute(3, 2, 0, 1)
+    model[0].weight.grad = transposed
+    with warnings.catch_warnings():  # torch: "grad and param do not obey the ... contract"
+        warnings.simplefilter("ignore", UserWarning)
+        with _channels_last_weights(model, True):
+            model(x.contiguous(memory_format=torch.channels_last)).sum().backward()
+    assert model[0].weight.grad.stride() == transposed.stride()
+    assert model[0].weight.stride() == strides[0]
 
 
 def test_config_optimize_round_trip() -> None:
