@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from fral.datasets import FairDataset
 from fral.loop import run_experiment
 from fral.strategies import build_strategy
 from fral.training import TrainConfig
+from tests.utils import run_rank
 
 ROUNDS = 2
 
@@ -139,16 +139,14 @@ def scenario(rank: int, out_dir: Path) -> dict[str, Any]:
 
 def main(rank: int, world_size: int, port: int, out_dir: str) -> None:
     """Join the group as ``rank``, run :func:`scenario`, save what it gave."""
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    run_rank(
+        rank,
+        world_size,
+        port,
+        lambda: torch.save(
+            scenario(rank, Path(out_dir)), os.path.join(out_dir, f"results{rank}.pt")
+        ),
     )
-    try:
-        results = scenario(rank, Path(out_dir))
-        torch.save(results, os.path.join(out_dir, f"results{rank}.pt"))
-        dist.barrier()  # last, as fral run does: see fral.cli._torchrun_group
-    finally:
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import warnings
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -22,7 +21,7 @@ from fral.metrics import evaluate
 from fral.pool import Pool
 from fral.strategies import STRATEGIES, build_strategy
 from fral.training import TrainConfig, Trainer
-from tests.utils import make_net
+from tests.utils import make_net, run_rank
 
 #: Not divisible by 2 or 3; with BATCH_SIZE, 7 batches: 3 ranks get 2, 2 and 3 batches.
 POOL_SIZE = 101
@@ -139,15 +138,12 @@ def training() -> dict[str, torch.Tensor]:
 
 def main(rank: int, world_size: int, port: int, out_dir: str) -> None:
     """Join the group as ``rank``, run :func:`scenario`, save the results."""
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    run_rank(
+        rank,
+        world_size,
+        port,
+        lambda: torch.save(scenario(), os.path.join(out_dir, f"rank{rank}.pt")),
     )
-    try:
-        torch.save(scenario(), os.path.join(out_dir, f"rank{rank}.pt"))
-        dist.barrier()  # last, as fral run does: see fral.cli._torchrun_group
-    finally:
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,30 @@
-"""Shared test helpers: small models with BatchNorm and Dropout, and a model-state snapshot."""
+"""Shared test helpers: small models with BatchNorm and Dropout, a model-state snapshot, and
+a rank's life in a gloo group for the distributed test workers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+
+
+def run_rank(rank: int, world_size: int, port: int, work: Callable[[], Any]) -> None:
+    """Join a gloo group on the loopback address as ``rank`` (one torch thread), run
+    ``work``, then leave: a barrier last, as ``fral run`` does (see
+    ``fral.cli._torchrun_group``), and the group destroyed whatever happened."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    try:
+        work()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
 
 #: ``fral run`` options for the shortest run: one round of one epoch each, a 5% budget.
 ONE_EPOCH_RUN = [
