@@ -749,9 +749,8 @@ def _channels_last_weights(model: nn.Module, enabled: bool) -> Iterator[None]:
             data = parameter.data.to(memory_format=torch.channels_last)
             if data.stride() == parameter.stride():
                 continue
-            grad, grad_stride = parameter.grad, parameter.stride()  # a new grad: the weight's
-            if grad is not None and _dense(grad.shape, grad.stride()):
-                grad_stride = grad.stride()  # a grad in a layout of its own keeps it
+            grad = parameter.grad  # a grad made in the block takes the weight's strides after
+            grad_stride = parameter.stride() if grad is None else grad.stride()
             if grad is not None and grad.is_contiguous():  # grads follow their weight's layout
                 parameter.grad = grad.to(memory_format=torch.channels_last)
             converted.append((parameter, parameter.stride(), grad_stride))
@@ -763,18 +762,6 @@ def _channels_last_weights(model: nn.Module, enabled: bool) -> Iterator[None]:
             parameter.data = _restrided(parameter.data, stride)
             if parameter.grad is not None:
                 parameter.grad = _restrided(parameter.grad, grad_stride)
-
-
-def _dense(shape: torch.Size, stride: tuple[int, ...]) -> bool:
-    """Whether ``stride`` lays ``shape`` out densely, without overlap (in some dim order)."""
-    expected = 1
-    for size, step in sorted(zip(shape, stride, strict=True), key=lambda pair: pair[1]):
-        if size == 1:
-            continue
-        if step != expected:
-            return False
-        expected *= size
-    return True
 
 
 def _restrided(tensor: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
